@@ -1,0 +1,713 @@
+"""Metrics for one evaluation cell: classifier performance, patient risk, image distance.
+
+Pure numpy. Three families:
+
+* **Model performance** (seed 001, section 3.4.1), from a multi-class confusion
+  matrix: accuracy, per-class and macro recall, per-class and macro
+  specificity, plus the fooling rate of an attack.
+* **Impact on health** (seed 001, section 3.4.2), from a 2x2 "patient"
+  confusion matrix in which every class is either *sick* (positive, e.g.
+  melanoma) or *healthy*: accuracy, sensitivity, specificity, NPV, PPV, FNR.
+* **Perturbation size and image similarity**, in the project's 0-255 pixel
+  units (see :mod:`engine`): L-infinity, L2, share of changed pixels, PSNR,
+  SSIM.
+
+Undefined values
+----------------
+A ratio whose denominator is zero (recall of a class with no true samples,
+NPV when nothing is predicted healthy, fooling rate when no image was
+originally correct, ...) is returned as ``NaN``, never as 0 or 1. Macro
+averages skip ``NaN`` classes (``nanmean``) and are themselves ``NaN`` only
+when every class is undefined. A ``NaN`` in a results table therefore always
+means "not defined for this data", never "bad".
+
+:func:`summarize` bundles everything for one evaluation cell in a flat,
+JSON-able dict (the schema stored by the result tables).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from engine import PIXEL_MAX
+from engine.errors import ParamError
+
+__all__ = [
+    "accuracy",
+    "binary_confusion",
+    "confusion_matrix",
+    "fooling_rate",
+    "macro_recall",
+    "macro_specificity",
+    "mean_confidence",
+    "patient_metrics",
+    "per_class_recall",
+    "per_class_specificity",
+    "perturbation_norms",
+    "psnr",
+    "psnr_batch",
+    "ssim",
+    "ssim_batch",
+    "summarize",
+    "true_class_confidence",
+]
+
+#: SSIM constants of Wang et al. (2004).
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+#: Tolerance on probabilities: values in [-tol, 1 + tol], rows summing to 1 +- ROW_SUM_TOL.
+_PROB_TOL = 1e-6
+_ROW_SUM_TOL = 1e-3
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_n_classes(n_classes: Any) -> int:
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 1:
+        raise ParamError(f"n_classes must be a positive integer; got {n_classes!r}.")
+    return int(n_classes)
+
+
+def _labels(y: ArrayLike, name: str, n_classes: int | None = None) -> np.ndarray:
+    """Return ``y`` as a 1-D int64 array of class labels, or raise ParamError."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ParamError(
+            f"{name} must be a 1-D array of integer class labels; got shape {arr.shape}."
+        )
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ParamError(f"{name} must hold integer class labels; got non-integer values.")
+    elif arr.dtype.kind not in "iub":
+        raise ParamError(f"{name} must hold integer class labels; got dtype {arr.dtype}.")
+    out = arr.astype(np.int64)
+    low, high = int(out.min()), int(out.max())
+    if low < 0 or (n_classes is not None and high >= n_classes):
+        bad = low if low < 0 else high
+        bound = f"[0, {n_classes})" if n_classes is not None else "[0, n_classes)"
+        raise ParamError(f"{name} has labels outside {bound}: found {bad}.")
+    return out
+
+
+def _same_length(**arrays: np.ndarray) -> None:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        names, values = list(lengths), [str(n) for n in lengths.values()]
+        raise ParamError(
+            f"{', '.join(names[:-1])} and {names[-1]} must have the same length; "
+            f"got {', '.join(values[:-1])} and {values[-1]}."
+        )
+
+
+def _check_cm(cm: ArrayLike, name: str = "cm") -> np.ndarray:
+    arr = np.asarray(cm)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ParamError(f"{name} must be a square 2-D confusion matrix; got shape {arr.shape}.")
+    if arr.dtype.kind not in "iuf" or np.any(arr < 0) or not np.all(np.isfinite(arr)):
+        raise ParamError(f"{name} must hold non-negative counts.")
+    return arr.astype(np.float64)
+
+
+def _probs(probs: ArrayLike) -> np.ndarray:
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ParamError(
+            f"probs must be a 2-D array (n_images, n_classes) of class probabilities; "
+            f"got shape {arr.shape}."
+        )
+    if arr.size and (
+        not np.all(np.isfinite(arr))
+        or arr.min() < -_PROB_TOL
+        or arr.max() > 1 + _PROB_TOL
+        or np.any(np.abs(arr.sum(axis=1) - 1.0) > _ROW_SUM_TOL)
+    ):
+        raise ParamError(
+            "probs must be probabilities in [0, 1] whose rows sum to 1 (softmax outputs, "
+            "not logits)."
+        )
+    return arr
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den`` as a float, ``NaN`` when ``den == 0``."""
+    return float(num) / float(den) if den > 0 else math.nan
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean of the finite entries; ``NaN`` (without a warning) when there are none."""
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+# --------------------------------------------------------------------------- model performance
+
+
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> np.ndarray:
+    """Multi-class confusion matrix.
+
+    ``cm[i, j]`` is the number of images of true class ``i`` predicted as class
+    ``j`` (rows = true class, columns = predicted class).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (N,)
+        True and predicted class labels in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes K.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (K, K)
+
+    Raises
+    ------
+    ParamError
+        If the lengths differ, a label is outside ``[0, n_classes)`` or
+        ``n_classes`` is not a positive integer.
+
+    Examples
+    --------
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], n_classes=2)
+    array([[1, 0],
+           [1, 1]])
+    """
+    k = _check_n_classes(n_classes)
+    t = _labels(y_true, "y_true", k)
+    p = _labels(y_pred, "y_pred", k)
+    _same_length(y_true=t, y_pred=p)
+    return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def accuracy(cm: ArrayLike) -> float:
+    r"""Share of correct predictions.
+
+    .. math:: \mathrm{Accuracy} = \frac{\sum_k cm_{kk}}{\sum_{i,j} cm_{ij}}
+
+    Works for the K x K matrix and the 2 x 2 patient matrix alike.
+    ``NaN`` for an empty matrix (no images).
+    """
+    m = _check_cm(cm)
+    return _ratio(np.trace(m), m.sum())
+
+
+def per_class_recall(cm: ArrayLike) -> np.ndarray:
+    r"""Recall (sensitivity) of each class, one-vs-rest.
+
+    .. math:: \mathrm{Recall}_k = \frac{TP_k}{TP_k + FN_k}
+              = \frac{cm_{kk}}{\sum_j cm_{kj}}
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (K,)
+        ``NaN`` for a class with no true samples (row sum 0): its recall is
+        undefined, not 0.
+    """
+    m = _check_cm(cm)
+    rows = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, np.diag(m) / np.where(rows > 0, rows, 1), np.nan)
+
+
+def macro_recall(cm: ArrayLike) -> float:
+    r"""Macro-average recall: every class weighs the same (seed 001).
+
+    .. math:: \mathrm{MacroRecall} = \frac{1}{K'} \sum_{k} \mathrm{Recall}_k
+
+    where the sum runs over the K' classes whose recall is defined (classes
+    with no true samples are skipped, ``nanmean``). ``NaN`` if none is defined.
+    """
+    return _nanmean(per_class_recall(cm))
+
+
+def per_class_specificity(cm: ArrayLike) -> np.ndarray:
+    r"""Specificity of each class, one-vs-rest.
+
+    .. math:: \mathrm{Specificity}_k = \frac{TN_k}{TN_k + FP_k}
+
+    with :math:`FP_k = \sum_i cm_{ik} - cm_{kk}` (others predicted as k) and
+    :math:`TN_k = N - \sum_j cm_{kj} - \sum_i cm_{ik} + cm_{kk}` (neither true
+    nor predicted k). :math:`TN_k + FP_k` is the number of images *not* of
+    class k.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (K,)
+        ``NaN`` for a class when every image belongs to it (no negatives).
+    """
+    m = _check_cm(cm)
+    total = m.sum()
+    rows, cols, diag = m.sum(axis=1), m.sum(axis=0), np.diag(m)
+    fp = cols - diag
+    tn = total - rows - cols + diag
+    neg = tn + fp
+    return np.where(neg > 0, tn / np.where(neg > 0, neg, 1), np.nan)
+
+
+def macro_specificity(cm: ArrayLike) -> float:
+    r"""Macro-average specificity (seed 001).
+
+    .. math:: \mathrm{MacroSpecificity} = \frac{1}{K'} \sum_k \mathrm{Specificity}_k
+
+    over the K' classes whose specificity is defined (``nanmean``); ``NaN``
+    if none is.
+    """
+    return _nanmean(per_class_specificity(cm))
+
+
+def fooling_rate(y_true: ArrayLike, pred_clean: ArrayLike, pred_adv: ArrayLike) -> float:
+    r"""Share of originally-correct images whose prediction the attack changed.
+
+    .. math:: \mathrm{FR} = \frac{|\{i : \hat y_i = y_i,\ \hat y^{adv}_i \ne \hat y_i\}|}
+                                 {|\{i : \hat y_i = y_i\}|}
+
+    This is the usual "attack success rate" of robustness evaluations: only
+    images the model got right can be fooled, so images it already got wrong
+    are ignored even if the attack changes their prediction. (The UAP paper,
+    Moosavi-Dezfooli et al. 2017, and ART's ``fooling_rate`` instead count
+    changed predictions over *all* images.) Seed 001's tables appear to
+    report ``1 - accuracy under attack`` as the fooling rate (e.g. 10.0 %
+    accuracy next to 90.0 % fooling rate); that number also counts images
+    that were wrong before the attack, so it exceeds ours whenever clean
+    accuracy is below 100 %.
+
+    Parameters
+    ----------
+    y_true, pred_clean, pred_adv : array-like of int, shape (N,)
+        True labels, predictions on clean images, predictions on attacked
+        images.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``NaN`` when no image was originally correct.
+    """
+    t = _labels(y_true, "y_true")
+    c = _labels(pred_clean, "pred_clean")
+    a = _labels(pred_adv, "pred_adv")
+    _same_length(y_true=t, pred_clean=c, pred_adv=a)
+    correct = c == t
+    return _ratio(np.count_nonzero(a[correct] != c[correct]), np.count_nonzero(correct))
+
+
+# --------------------------------------------------------------------------- impact on health
+
+
+def binary_confusion(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    positive: Sequence[int],
+    *,
+    n_classes: int | None = None,
+) -> np.ndarray:
+    """Patient view: collapse classes into sick (positive) and healthy.
+
+    Layout (rows = truth, columns = prediction, negative first, like
+    scikit-learn's binary confusion matrix)::
+
+        [[TN, FP],      TN: healthy predicted healthy   FP: healthy predicted sick
+         [FN, TP]]      FN: sick predicted healthy      TP: sick predicted sick
+
+    A sick patient predicted as a *different* sick class (e.g. melanoma
+    predicted as basal cell carcinoma) counts as **TP**: in this view only
+    "sent for follow-up or not" matters. The multi-class matrix still shows
+    the mix-up.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (N,)
+        Class labels.
+    positive : sequence of int
+        Indices of the "sick" classes (e.g. mel, bcc, akiec). Must not be
+        empty; duplicates are ignored.
+    n_classes : int, optional
+        If given, labels and ``positive`` are checked against ``[0, n_classes)``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (2, 2)
+    """
+    k = None if n_classes is None else _check_n_classes(n_classes)
+    pos = _labels(np.asarray(list(positive), dtype=np.int64), "positive", k)
+    if pos.size == 0:
+        raise ParamError("positive must name at least one (sick) class index.")
+    t = _labels(y_true, "y_true", k)
+    p = _labels(y_pred, "y_pred", k)
+    _same_length(y_true=t, y_pred=p)
+    t_sick = np.isin(t, pos).astype(np.int64)
+    p_sick = np.isin(p, pos).astype(np.int64)
+    return np.bincount(t_sick * 2 + p_sick, minlength=4).reshape(2, 2).astype(np.int64)
+
+
+def patient_metrics(cm2: ArrayLike) -> dict[str, float]:
+    r"""Impact-on-health metrics from a 2x2 ``[[TN, FP], [FN, TP]]`` matrix.
+
+    =============  ===================================  ==========================
+    key            formula                              meaning
+    =============  ===================================  ==========================
+    accuracy       (TP + TN) / N
+    sensitivity    TP / (TP + FN)                       sick patients caught
+    specificity    TN / (TN + FP)                       healthy patients cleared
+    npv            TN / (TN + FN)                       trust in a "healthy" call
+    ppv            TP / (TP + FP)                       trust in a "sick" call
+    fnr            FN / (TP + FN) = 1 - sensitivity     sick patients missed
+    =============  ===================================  ==========================
+
+    Each value is ``NaN`` when its denominator is zero.
+
+    Returns
+    -------
+    dict[str, float]
+    """
+    m = _check_cm(cm2, "cm2")
+    if m.shape != (2, 2):
+        raise ParamError(f"cm2 must be a 2x2 [[TN, FP], [FN, TP]] matrix; got shape {m.shape}.")
+    (tn, fp), (fn, tp) = m
+    return {
+        "accuracy": _ratio(tp + tn, m.sum()),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "npv": _ratio(tn, tn + fn),
+        "ppv": _ratio(tp, tp + fp),
+        "fnr": _ratio(fn, tp + fn),
+    }
+
+
+# --------------------------------------------------------------------------- image distances
+
+
+def _image_pair(a: ArrayLike, b: ArrayLike, names: tuple[str, str]) -> tuple[np.ndarray, ...]:
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ParamError(
+            f"{names[0]} and {names[1]} must have the same shape; got {x.shape} and {y.shape}."
+        )
+    return x, y
+
+
+def _as_batch(x: np.ndarray, name: str) -> np.ndarray:
+    """(H, W) -> (1, H, W, 1); (H, W, C) -> (1, H, W, C); (N, H, W, C) unchanged."""
+    if x.ndim == 2:
+        return x[None, :, :, None]
+    if x.ndim == 3:
+        return x[None]
+    if x.ndim == 4:
+        return x
+    raise ParamError(
+        f"{name} must be an image (H, W), (H, W, C) or a batch (N, H, W, C); got shape {x.shape}."
+    )
+
+
+def perturbation_norms(clean: ArrayLike, adv: ArrayLike) -> dict[str, np.ndarray]:
+    r"""Size of the perturbation :math:`\delta = adv - clean`, per image, in 0-255 units.
+
+    Computed in float64, so uint8 inputs cannot wrap around (0 vs 255 gives
+    255, not 1).
+
+    Parameters
+    ----------
+    clean, adv : array-like, same shape
+        A batch ``(N, H, W, C)``, or one image ``(H, W, C)`` or ``(H, W)``
+        (a single image is treated as a batch of one).
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        Each value has shape ``(N,)`` (``(1,)`` for a single image):
+
+        * ``linf``: :math:`\max |\delta|` over pixels and channels;
+        * ``l2``: :math:`\sqrt{\sum \delta^2}` over pixels and channels;
+        * ``l0_share``: share of pixels (H x W positions) with any channel
+          changed, in [0, 1].
+    """
+    x, y = _image_pair(clean, adv, ("clean", "adv"))
+    d = _as_batch(y - x, "clean")
+    n = d.shape[0]
+    flat = d.reshape(n, -1)
+    if flat.shape[1] == 0:
+        raise ParamError(f"clean must not be empty; got shape {x.shape}.")
+    changed = np.any(d != 0, axis=-1).reshape(n, -1)
+    return {
+        "linf": np.abs(flat).max(axis=1),
+        "l2": np.sqrt(np.sum(flat * flat, axis=1)),
+        "l0_share": changed.mean(axis=1),
+    }
+
+
+def _check_range(data_range: float) -> float:
+    if not (isinstance(data_range, int | float) and math.isfinite(data_range) and data_range > 0):
+        raise ParamError(f"data_range must be a positive number; got {data_range!r}.")
+    return float(data_range)
+
+
+def psnr(a: ArrayLike, b: ArrayLike, data_range: float = PIXEL_MAX) -> float:
+    r"""Peak signal-to-noise ratio in dB, over the whole array.
+
+    .. math:: \mathrm{PSNR} = 10 \log_{10} \frac{R^2}{\mathrm{MSE}},
+              \quad \mathrm{MSE} = \overline{(a - b)^2}
+
+    with :math:`R` = ``data_range`` (255 for the project's pixels). ``inf``
+    for identical images. For per-image values of a batch use
+    :func:`psnr_batch`.
+    """
+    r = _check_range(data_range)
+    x, y = _image_pair(a, b, ("a", "b"))
+    if x.size == 0:
+        raise ParamError("a must not be empty.")
+    return float(_psnr_from_mse(np.mean((x - y) ** 2), r))
+
+
+def _psnr_from_mse(mse: np.ndarray | float, r: float) -> np.ndarray:
+    mse = np.asarray(mse, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(mse > 0, 10.0 * np.log10(r * r / np.where(mse > 0, mse, 1.0)), np.inf)
+
+
+def psnr_batch(a: ArrayLike, b: ArrayLike, data_range: float = PIXEL_MAX) -> np.ndarray:
+    """PSNR of each image pair of two ``(N, H, W, C)`` batches; shape ``(N,)``.
+
+    See :func:`psnr`. ``inf`` where a pair is identical.
+    """
+    r = _check_range(data_range)
+    x, y = _image_pair(a, b, ("a", "b"))
+    if x.ndim != 4 or x.size == 0:
+        raise ParamError(f"a must be a non-empty batch (N, H, W, C); got shape {x.shape}.")
+    return _psnr_from_mse(np.mean((x - y) ** 2, axis=(1, 2, 3)), r)
+
+
+def _gaussian_kernel() -> np.ndarray:
+    half = SSIM_WINDOW // 2
+    g = np.exp(-(np.arange(-half, half + 1, dtype=np.float64) ** 2) / (2 * SSIM_SIGMA**2))
+    return g / g.sum()
+
+
+def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' Gaussian filter over the last two axes (rows, columns)."""
+    sw = np.lib.stride_tricks.sliding_window_view
+    x = sw(x, len(g), axis=-1) @ g
+    return np.moveaxis(sw(np.moveaxis(x, -2, -1), len(g), axis=-1) @ g, -1, -2)
+
+
+def _ssim_per_image(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+    """Mean SSIM of each image of two (N, H, W, C) float64 batches; shape (N,)."""
+    h, w = x.shape[1:3]
+    if h < SSIM_WINDOW or w < SSIM_WINDOW:
+        raise ParamError(
+            f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
+            f"(its Gaussian window); got {h}x{w}."
+        )
+    # channels first: (N, C, H, W), so the filter runs over the last two axes
+    x = np.moveaxis(x, -1, 1)
+    y = np.moveaxis(y, -1, 1)
+    g = _gaussian_kernel()
+    c1 = (SSIM_K1 * r) ** 2
+    c2 = (SSIM_K2 * r) ** 2
+    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
+    var_x = _filter_valid(x * x, g) - mu_x * mu_x
+    var_y = _filter_valid(y * y, g) - mu_y * mu_y
+    cov = _filter_valid(x * y, g) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    # mean over the map of each channel, then over channels (all maps have equal size)
+    return (num / den).mean(axis=(1, 2, 3))
+
+
+def ssim(a: ArrayLike, b: ArrayLike, data_range: float = PIXEL_MAX) -> float:
+    r"""Structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004).
+
+    .. math:: \mathrm{SSIM}(x, y) = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}
+                                        {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)}
+
+    with local statistics from an 11x11 Gaussian window (sigma = 1.5,
+    normalised, population (co)variances), :math:`C_1 = (K_1 R)^2`,
+    :math:`C_2 = (K_2 R)^2`, :math:`K_1 = 0.01`, :math:`K_2 = 0.03`,
+    :math:`R` = ``data_range``. The SSIM map is computed where the window fits
+    entirely inside the image ("valid", as in the authors' reference code),
+    averaged, then averaged over channels. Float64 throughout. Matches
+    ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)``.
+
+    Parameters
+    ----------
+    a, b : array-like, same shape
+        One grey ``(H, W)`` or colour ``(H, W, C)`` image, H and W >= 11.
+        For per-image values of a batch use :func:`ssim_batch`.
+    data_range : float, default=255
+        Dynamic range of the pixels.
+
+    Returns
+    -------
+    float
+        1 for identical images; at most 1.
+    """
+    r = _check_range(data_range)
+    x, y = _image_pair(a, b, ("a", "b"))
+    if x.ndim not in (2, 3):
+        raise ParamError(
+            f"ssim takes one image (H, W) or (H, W, C); got shape {x.shape} "
+            "(use ssim_batch for batches)."
+        )
+    return float(_ssim_per_image(_as_batch(x, "a"), _as_batch(y, "b"), r)[0])
+
+
+def ssim_batch(a: ArrayLike, b: ArrayLike, data_range: float = PIXEL_MAX) -> np.ndarray:
+    """SSIM of each image pair of two ``(N, H, W, C)`` batches; shape ``(N,)``.
+
+    See :func:`ssim`.
+    """
+    r = _check_range(data_range)
+    x, y = _image_pair(a, b, ("a", "b"))
+    if x.ndim != 4:
+        raise ParamError(f"a must be a batch (N, H, W, C); got shape {x.shape}.")
+    return _ssim_per_image(x, y, r)
+
+
+# --------------------------------------------------------------------------- confidence
+
+
+def mean_confidence(probs: ArrayLike) -> float:
+    r"""Mean over images of the top class probability, :math:`\overline{\max_k p_{ik}}`.
+
+    Parameters
+    ----------
+    probs : array-like, shape (N, K)
+        Softmax outputs (rows sum to 1).
+
+    Returns
+    -------
+    float
+        ``NaN`` when N = 0.
+    """
+    p = _probs(probs)
+    return float(p.max(axis=1).mean()) if p.shape[0] else math.nan
+
+
+def true_class_confidence(probs: ArrayLike, y_true: ArrayLike) -> float:
+    r"""Mean over images of the probability given to the true class, :math:`\overline{p_{i,y_i}}`.
+
+    Unlike :func:`mean_confidence`, this falls when an attack makes the model
+    confidently wrong. ``NaN`` when N = 0.
+    """
+    p = _probs(probs)
+    t = _labels(y_true, "y_true", p.shape[1])
+    _same_length(probs=p, y_true=t)
+    return float(p[np.arange(len(t)), t].mean()) if len(t) else math.nan
+
+
+# --------------------------------------------------------------------------- one evaluation cell
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in values]
+
+
+def summarize(
+    y_true: ArrayLike,
+    probs: ArrayLike,
+    *,
+    n_classes: int,
+    positive: Sequence[int] = (),
+    pred_clean: ArrayLike | None = None,
+) -> dict[str, Any]:
+    """All classification metrics of one evaluation cell, as a flat JSON-able dict.
+
+    Predictions are ``argmax(probs, axis=1)``. Every key is always present
+    (a stable schema for the result tables); a value that is undefined or not
+    requested is ``NaN`` (``None`` for ``confusion_binary``).
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (N,)
+        True labels in ``[0, n_classes)``.
+    probs : array-like, shape (N, n_classes)
+        Softmax outputs on the evaluated (e.g. attacked, defended) images.
+    n_classes : int
+        Number of classes K.
+    positive : sequence of int, default=()
+        "Sick" class indices for the patient view; empty means no patient
+        view (its keys are ``NaN``/``None``).
+    pred_clean : array-like of int, shape (N,), optional
+        Predictions on the clean images, for the fooling rate.
+
+    Returns
+    -------
+    dict
+        ======================  ========================================================
+        key                     value
+        ======================  ========================================================
+        n_images                int, N
+        accuracy                :func:`accuracy` of the K x K matrix
+        macro_recall            :func:`macro_recall`
+        macro_specificity       :func:`macro_specificity`
+        recall_per_class        list of K floats, :func:`per_class_recall`
+        specificity_per_class   list of K floats, :func:`per_class_specificity`
+        confusion               K x K list of lists of int (rows = true class)
+        fooling_rate            :func:`fooling_rate`; NaN when ``pred_clean`` is None
+        mean_confidence         :func:`mean_confidence`
+        true_class_confidence   :func:`true_class_confidence`
+        confusion_binary        [[TN, FP], [FN, TP]] (ints), None without ``positive``
+        patient_accuracy        patient-view accuracy        } :func:`patient_metrics`;
+        sensitivity             TP / (TP + FN)               } NaN without
+        specificity             TN / (TN + FP)               } ``positive``
+        npv                     TN / (TN + FN)               }
+        ppv                     TP / (TP + FP)               }
+        fnr                     FN / (TP + FN)               }
+        ======================  ========================================================
+
+        Floats are Python floats (``NaN`` where undefined, which
+        :func:`json.dumps` writes as ``NaN``).
+    """
+    k = _check_n_classes(n_classes)
+    p = _probs(probs)
+    if p.shape[1] != k:
+        raise ParamError(f"probs must have n_classes={k} columns; got {p.shape[1]}.")
+    t = _labels(y_true, "y_true", k)
+    _same_length(y_true=t, probs=p)
+    y_pred = p.argmax(axis=1)
+    cm = confusion_matrix(t, y_pred, k)
+
+    if pred_clean is None:
+        fr = math.nan
+    else:
+        clean = _labels(pred_clean, "pred_clean", k)
+        _same_length(y_true=t, pred_clean=clean)
+        fr = fooling_rate(t, clean, y_pred)
+
+    out: dict[str, Any] = {
+        "n_images": len(t),
+        "accuracy": accuracy(cm),
+        "macro_recall": macro_recall(cm),
+        "macro_specificity": macro_specificity(cm),
+        "recall_per_class": _floats(per_class_recall(cm)),
+        "specificity_per_class": _floats(per_class_specificity(cm)),
+        "confusion": cm.tolist(),
+        "fooling_rate": fr,
+        "mean_confidence": mean_confidence(p),
+        "true_class_confidence": true_class_confidence(p, t),
+    }
+    if len(positive):
+        cm2 = binary_confusion(t, y_pred, positive, n_classes=k)
+        pm = patient_metrics(cm2)
+        out["confusion_binary"] = cm2.tolist()
+        out["patient_accuracy"] = pm.pop("accuracy")
+        out.update(pm)
+    else:
+        out["confusion_binary"] = None
+        out.update(
+            dict.fromkeys(
+                ("patient_accuracy", "sensitivity", "specificity", "npv", "ppv", "fnr"),
+                math.nan,
+            )
+        )
+    return out

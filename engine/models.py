@@ -1,0 +1,476 @@
+"""Backbones, the transfer-learning classifier, and model bundles.
+
+Every classifier built here takes raw RGB in 0-255 (float32, ``(N, H, W, 3)``)
+and does its own preprocessing with real Keras layers (no ``Lambda``, so
+bundles load in Keras safe mode). Its graph is::
+
+    image (0-255) -> [preprocessing] -> backbone -> global average pooling
+                  -> dropout -> Dense "logits" -> Activation softmax "probs"
+
+Attacks take the ``"logits"`` output (see :func:`engine.compiled.logits_model`).
+
+A *bundle* is a folder holding ``model.keras`` and ``meta.json`` (dataset,
+classes, positive classes, input size, backbone, weights origin, training
+settings, data fingerprints, clean test metrics, library versions, and the
+SHA-256 of ``model.keras`` so that results can tell when they are stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+import engine
+from engine.errors import ModelError, ParamError
+
+log = logging.getLogger(__name__)
+
+BUNDLE_MODEL = "model.keras"
+BUNDLE_META = "meta.json"
+BUNDLE_HISTORY = "history.csv"
+
+# ImageNet mean of the "caffe" preprocessing ResNet50 was trained with (RGB order).
+_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+# --------------------------------------------------------------------------- backbones
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One entry of the backbone registry.
+
+    Parameters
+    ----------
+    id : str
+        Registry key, used on the CLI (``--backbone``).
+    title : str
+        Human-readable name.
+    input_size : int
+        Default square input size in pixels.
+    min_size : int
+        Smallest input size the architecture accepts.
+    imagenet : bool
+        Whether Keras publishes ImageNet weights for it.
+    build : callable
+        ``build(input_shape, weights) -> keras.Model`` returning the feature
+        extractor (no top), preprocessing included, taking 0-255 RGB.
+    """
+
+    id: str
+    title: str
+    input_size: int
+    min_size: int
+    imagenet: bool
+    build: Callable[[tuple[int, int, int], str | None], keras.Model]
+
+
+def _mobilenet_v3(app: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        # include_preprocessing=True puts a Rescaling(1/127.5, offset=-1) inside the model.
+        return app(
+            input_shape=input_shape,
+            include_top=False,
+            weights=weights,
+            include_preprocessing=True,
+        )
+
+    return build
+
+
+def _caffe_preprocessing(name: str = "caffe_preprocess") -> keras.layers.Layer:
+    """RGB->BGR swap and ImageNet mean subtraction as a frozen 1x1 convolution.
+
+    A real layer (not a ``Lambda``), exact, and serialisable in safe mode.
+    """
+    kernel = np.zeros((1, 1, 3, 3), dtype="float32")
+    for out_ch, in_ch in enumerate((2, 1, 0)):  # BGR output from RGB input
+        kernel[0, 0, in_ch, out_ch] = 1.0
+    bias = -np.array(_CAFFE_MEAN_RGB[::-1], dtype="float32")
+    layer = keras.layers.Conv2D(
+        3,
+        1,
+        name=name,
+        trainable=False,
+        kernel_initializer=keras.initializers.Constant(kernel),
+        bias_initializer=keras.initializers.Constant(bias),
+    )
+    return layer
+
+
+def _resnet50(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    inputs = keras.Input(input_shape, name="rgb_0_255")
+    x = _caffe_preprocessing()(inputs)
+    base = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+    return keras.Model(inputs, base(x), name="resnet50_features")
+
+
+def _inception_v3(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    inputs = keras.Input(input_shape, name="rgb_0_255")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="tf_preprocess")(inputs)
+    base = keras.applications.InceptionV3(
+        include_top=False, weights=weights, input_shape=input_shape
+    )
+    return keras.Model(inputs, base(x), name="inception_v3_features")
+
+
+def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    """A small CNN for tests and the synthetic set (no pretrained weights exist)."""
+    if weights not in (None, "none"):
+        raise ModelError("The 'tiny' backbone has no pretrained weights; use --weights none.")
+    inputs = keras.Input(input_shape, name="rgb_0_255")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale_0_1")(inputs)
+    for i, filters in enumerate((16, 32, 64)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.Conv2D(96, 3, padding="same", activation="relu", name="conv3")(x)
+    return keras.Model(inputs, x, name="tiny_features")
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenet_v3_large": BackboneSpec(
+        "mobilenet_v3_large",
+        "MobileNetV3 Large",
+        224,
+        32,
+        True,
+        _mobilenet_v3(keras.applications.MobileNetV3Large),
+    ),
+    "mobilenet_v3_small": BackboneSpec(
+        "mobilenet_v3_small",
+        "MobileNetV3 Small",
+        224,
+        32,
+        True,
+        _mobilenet_v3(keras.applications.MobileNetV3Small),
+    ),
+    "resnet50": BackboneSpec("resnet50", "ResNet50", 224, 32, True, _resnet50),
+    "inception_v3": BackboneSpec("inception_v3", "InceptionV3", 299, 75, True, _inception_v3),
+    "tiny": BackboneSpec("tiny", "Tiny CNN (tests, synthetic set)", 64, 16, False, _tiny),
+}
+
+
+def get_backbone(backbone_id: str) -> BackboneSpec:
+    """Look up a backbone, with a message listing the known ids."""
+    try:
+        return BACKBONES[backbone_id]
+    except KeyError:
+        raise ParamError(
+            f"Unknown backbone '{backbone_id}'. Known: {', '.join(BACKBONES)}."
+        ) from None
+
+
+# --------------------------------------------------------------------------- weights
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def resolve_weights(weights: str | os.PathLike | None) -> str | None:
+    """Normalise a ``--weights`` value to what ``keras.applications`` takes.
+
+    ``"imagenet"`` stays, ``"none"``/``None`` becomes ``None`` (from scratch),
+    anything else must be an existing local ``.h5`` file of the backbone without
+    its top.
+    """
+    if weights is None or str(weights).lower() in ("none", "scratch", ""):
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"Weights file {path} does not exist. Use --weights imagenet, --weights none, "
+            "or the path of a local .h5 weights file for this backbone (without its top)."
+        )
+    if not path.name.endswith(".h5"):
+        raise ModelError(f"Weights file {path} must be a Keras .h5 weights file.")
+    return str(path)
+
+
+def build_backbone(
+    backbone_id: str,
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    input_size: int | None = None,
+    download_timeout: float = 20.0,
+) -> keras.Model:
+    """Build a backbone feature extractor that takes 0-255 RGB.
+
+    Parameters
+    ----------
+    backbone_id : str
+        A key of :data:`BACKBONES`.
+    weights : {"imagenet", "none"} or path, default="imagenet"
+        ImageNet weights are downloaded by Keras into ``~/.keras/models`` on
+        first use. Offline, this fails within ``download_timeout`` seconds with
+        a :class:`ModelError` that says what to do instead.
+    input_size : int, optional
+        Square input size; defaults to the backbone's own.
+    """
+    spec = get_backbone(backbone_id)
+    size = int(input_size or spec.input_size)
+    if size < spec.min_size or size > 1024:
+        raise ParamError(
+            f"{spec.title}: 'input_size' must be an integer in [{spec.min_size}, 1024]; got {size}."
+        )
+    w = resolve_weights(weights)
+    if w == "imagenet" and not spec.imagenet:
+        raise ModelError(f"{spec.title} has no ImageNet weights; use --weights none.")
+    try:
+        with _socket_timeout(download_timeout):
+            return spec.build((size, size, 3), w)
+    except ModelError:
+        raise
+    except Exception as exc:
+        if w == "imagenet":
+            cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+            raise ModelError(
+                f"Could not get the ImageNet weights for {spec.title}: they are not in the "
+                f"Keras cache ({cache}) and downloading them failed ({_short(exc)}). "
+                "You are probably offline. Train from scratch with --weights none, or put "
+                "the weights file in that cache folder, or pass --weights PATH.h5."
+            ) from exc
+        if w is not None:
+            raise ModelError(
+                f"Could not load weights from {w} into {spec.title}: {_short(exc)}. "
+                "The file must hold this backbone's weights without its top "
+                "(include_top=False) at the same input size."
+            ) from exc
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def build_classifier(
+    backbone_id: str,
+    n_classes: int,
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    input_size: int | None = None,
+    dropout: float = 0.2,
+    fine_tune_layers: int = 0,
+) -> keras.Model:
+    """The seed's transfer model: backbone -> GAP -> dropout -> dense softmax head.
+
+    With pretrained weights the backbone is a frozen feature extractor (run in
+    inference mode, so batch-norm statistics stay fixed); ``fine_tune_layers``
+    unfreezes that many layers at its top. Without pretrained weights the whole
+    network trains from scratch.
+
+    The output layer is ``Activation("softmax", name="probs")`` on a Dense layer
+    named ``"logits"``.
+    """
+    if not isinstance(n_classes, int) or n_classes < 2:
+        raise ParamError(f"A classifier needs at least 2 classes; got {n_classes!r}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ParamError(f"'dropout' must be a number in [0, 1); got {dropout!r}.")
+    spec = get_backbone(backbone_id)
+    size = int(input_size or spec.input_size)
+    base = build_backbone(backbone_id, weights=weights, input_size=size)
+    pretrained = resolve_weights(weights) is not None
+    inputs = keras.Input((size, size, 3), name="image")
+    if pretrained:
+        base.trainable = False
+        if fine_tune_layers > 0:
+            _unfreeze_top(base, fine_tune_layers)
+        features = base(inputs, training=False)
+    else:
+        features = base(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(n_classes, name="logits")(x)
+    probs = keras.layers.Activation("softmax", name="probs")(logits)
+    return keras.Model(inputs, probs, name=f"{backbone_id}_classifier")
+
+
+def _unfreeze_top(base: keras.Model, n_layers: int) -> None:
+    base.trainable = True
+    layers = _flat_layers(base)
+    for layer in layers[:-n_layers]:
+        layer.trainable = False
+    for layer in layers[-n_layers:]:
+        # Batch norm stays frozen when fine-tuning a pretrained network.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def _flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    out: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def input_size_of(model: keras.Model) -> int:
+    """Square input size of a classifier."""
+    shape = model.inputs[0].shape
+    return int(shape[1])
+
+
+# --------------------------------------------------------------------------- bundles
+@dataclass
+class BundleMeta:
+    """Everything needed to use and trust a saved model (``meta.json``)."""
+
+    dataset_id: str
+    classes: list[str]
+    positive: list[str]
+    input_size: int
+    backbone: str
+    weights: str
+    training: dict[str, Any] = field(default_factory=dict)
+    data_fingerprints: dict[str, str] = field(default_factory=dict)
+    clean_metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    model_sha256: str = ""
+    notes: str = ""
+
+    @property
+    def positive_indices(self) -> list[int]:
+        """Indices of the positive ("sick") classes."""
+        return [self.classes.index(c) for c in self.positive]
+
+
+@dataclass
+class Bundle:
+    """A loaded model with its metadata."""
+
+    model: keras.Model
+    meta: BundleMeta
+    path: Path
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour the results depend on."""
+    import cv2
+    import tensorflow as tf
+
+    return {
+        "engine": engine.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(
+    model: keras.Model,
+    meta: BundleMeta,
+    path: str | os.PathLike,
+    *,
+    extra_files: dict[str, str | os.PathLike] | None = None,
+) -> Path:
+    """Write a bundle folder atomically (a temp folder renamed into place).
+
+    ``meta.model_sha256``, ``meta.versions`` and ``meta.created`` are filled in.
+    ``extra_files`` maps a file name inside the bundle to a file to copy
+    (e.g. the training curve CSV).
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        model.save(tmp / BUNDLE_MODEL)
+        meta.model_sha256 = file_sha256(tmp / BUNDLE_MODEL)
+        meta.versions = library_versions()
+        meta.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        meta.input_size = input_size_of(model)
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
+        (tmp / BUNDLE_META).write_text(json.dumps(asdict(meta), indent=2, default=_json_default))
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_meta(path: str | os.PathLike) -> BundleMeta:
+    """Read a bundle's ``meta.json`` without loading the model (fast)."""
+    meta_path = Path(path) / BUNDLE_META
+    if not meta_path.is_file():
+        raise ModelError(f"No model bundle at {path}: {BUNDLE_META} is missing.")
+    try:
+        data = json.loads(meta_path.read_text())
+        known = set(BundleMeta.__dataclass_fields__)
+        return BundleMeta(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"The model bundle's {meta_path} is damaged: {_short(exc)}") from exc
+
+
+def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
+    """Load a bundle in Keras safe mode.
+
+    With ``verify`` the model file's SHA-256 must match the one recorded in its
+    metadata, so a model swapped under its results is caught.
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    model_path = path / BUNDLE_MODEL
+    if not model_path.is_file():
+        raise ModelError(f"No model bundle at {path}: {BUNDLE_MODEL} is missing.")
+    if verify and meta.model_sha256 and file_sha256(model_path) != meta.model_sha256:
+        raise ModelError(
+            f"{model_path} does not match the hash recorded in {BUNDLE_META}: the model was "
+            "changed after it was saved, so its recorded metrics are stale. Re-train or "
+            "re-save the bundle."
+        )
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as exc:
+        raise ModelError(f"Could not load {model_path}: {_short(exc)}") from exc
+    return Bundle(model=model, meta=meta, path=path)
