@@ -48,8 +48,9 @@ class Param:
         Field name on the owning dataclass.
     kind : type
         ``int``, ``float`` or ``bool``.
-    default : int | float | bool
-        Default value.
+    default : int | float | bool | None
+        Default value. ``None`` declares an optional parameter (e.g. an attack's
+        target class): ``None`` is then accepted as "not set".
     low, high : float | None
         Inclusive bounds (``None`` for bools).
     step : float | None
@@ -62,7 +63,7 @@ class Param:
 
     name: str
     kind: type
-    default: int | float | bool
+    default: int | float | bool | None
     low: float | None = None
     high: float | None = None
     step: float | None = None
@@ -124,8 +125,10 @@ def validate(obj: Any, owner: str) -> None:
     declarations. Called from ``__post_init__``.
     """
     for p in obj.PARAMS:
-        value = p.check(getattr(obj, p.name), owner)
-        object.__setattr__(obj, p.name, value)
+        value = getattr(obj, p.name)
+        if value is None and p.default is None:
+            continue  # an optional parameter left unset
+        object.__setattr__(obj, p.name, p.check(value, owner))
 
 
 def defaults(cls: type) -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""FGSM: the fast gradient sign method.
+
+Paper: I. Goodfellow, J. Shlens, C. Szegedy, "Explaining and Harnessing
+Adversarial Examples", ICLR 2015. https://arxiv.org/abs/1412.6572
+
+Distance: L-infinity. One step of size ``eps`` along the sign of the loss
+gradient::
+
+    untargeted:  x_adv = clip(x + eps * sign(grad_x CE(f(x), y)),      0, 255)
+    targeted:    x_adv = clip(x - eps * sign(grad_x CE(f(x), target)), 0, 255)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import keras
+import numpy as np
+
+from engine.attacks._common import (
+    EPS,
+    OPTIONAL_TARGET,
+    as_float,
+    class_labels,
+    like_input,
+)
+from engine.compiled import Compiled, compiled
+from engine.params import Param, validate
+
+__all__ = ["FGSMParams", "attack", "fgsm_step"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FGSMParams:
+    """Parameters of :func:`attack`.
+
+    Parameters
+    ----------
+    eps : float, default=8.0
+        L-inf budget and step size, in 0-255 units, in [0, 255].
+    target : int or None, default=None
+        Target class for a targeted attack; ``None`` for untargeted.
+    """
+
+    eps: float = 8.0
+    target: int | None = None
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (EPS, OPTIONAL_TARGET)
+
+    def __post_init__(self) -> None:
+        validate(self, "FGSM")
+
+
+def fgsm_step(
+    comp: Compiled, x: np.ndarray, labels: np.ndarray, step: float, *, targeted: bool
+) -> np.ndarray:
+    """One fast-gradient-sign step (no projection, no clipping).
+
+    Parameters
+    ----------
+    comp : Compiled
+        The model's compiled helper (:func:`engine.compiled.compiled`).
+    x : np.ndarray
+        ``(N, H, W, 3)`` float32 in 0-255; not modified.
+    labels : np.ndarray
+        ``(N,)`` true classes (untargeted) or target classes (targeted).
+    step : float
+        Step size in 0-255 units.
+    targeted : bool
+        Descend the loss towards ``labels`` instead of ascending it.
+
+    Returns
+    -------
+    np.ndarray
+        ``x + step * sign(grad)`` (untargeted) or ``x - step * sign(grad)``
+        (targeted), float32, same shape as ``x``.
+    """
+    _, grad = comp.loss_grad(x, labels, targeted=targeted)
+    direction = -1.0 if targeted else 1.0
+    return (x + np.float32(direction * step) * np.sign(grad)).astype(np.float32, copy=False)
+
+
+def attack(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, params: FGSMParams
+) -> np.ndarray:
+    """Fast gradient sign method (Goodfellow et al., 2015), L-inf.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Classifier (softmax stripped automatically) or logits model.
+    images : np.ndarray
+        ``(N, H, W, 3)`` RGB in 0-255, uint8 or float. Not mutated.
+    labels : np.ndarray
+        ``(N,)`` integer true classes (ignored when ``params.target`` is set).
+    params : FGSMParams
+        Budget and optional target.
+
+    Returns
+    -------
+    np.ndarray
+        Adversarial images, same shape and dtype as ``images``, in [0, 255].
+
+    Examples
+    --------
+    >>> adv = attack(model, images, labels, FGSMParams(eps=8))  # doctest: +SKIP
+    """
+    x = as_float(images)
+    targeted = params.target is not None
+    y = class_labels(labels, len(x), params.target)
+    adv = fgsm_step(compiled(model), x, y, params.eps, targeted=targeted)
+    return like_input(adv, images)
