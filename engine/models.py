@@ -131,13 +131,12 @@ def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model
     if weights not in (None, "none"):
         raise ModelError("The 'tiny' backbone has no pretrained weights; use --weights none.")
     inputs = keras.Input(input_shape, name="rgb_0_255")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="scale_0_1")(inputs)
-    for i, filters in enumerate((16, 32, 64)):
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    for i, filters in enumerate((32, 64, 96, 128)):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.Conv2D(96, 3, padding="same", activation="relu", name="conv3")(x)
     return keras.Model(inputs, x, name="tiny_features")
 
 

@@ -1,0 +1,71 @@
+"""Datasets: where they live, how they split, and how their pixels are read.
+
+Quick start
+-----------
+>>> from engine.datasets import load_splits, load_arrays, class_counts
+>>> splits = load_splits("synthetic", seed=0)
+>>> x, y = load_arrays(splits["test"], 64, limit=8)
+>>> x.shape, x.dtype, y.dtype
+((8, 64, 64, 3), dtype('uint8'), dtype('int64'))
+
+* :data:`REGISTRY` maps ids to :class:`DatasetSpec` (synthetic, chest_xray,
+  pneumoniamnist, chest_xray_covid, ham10000, faces);
+  :func:`folder_dataset` makes a spec for any folder of class sub-folders.
+* Real data is never downloaded: it is looked for in the folders of
+  :func:`data_roots` (an explicit root, ``$ROBUSTLENS_DATA``, the project's
+  sibling ``../shared/data``, ``~/.cache/robustlens/data``); a missing dataset
+  raises :class:`~engine.errors.DatasetError` saying where it looked and how
+  to get it.
+* :func:`load_splits` gives ``train``/``val``/``test`` :class:`SplitIndex`
+  objects (refs, int64 labels, a fingerprint, patient/lesion groups);
+  splits made here are seeded and never divide a patient or a lesion.
+* :func:`load_arrays` decodes and resizes in a thread pool into
+  ``(N, H, W, 3)`` uint8 RGB.
+
+``python -m engine.datasets list`` / ``info ID`` describe them on the command line.
+This package never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from engine.datasets.base import (
+    CACHE_DIR,
+    ENV_VAR,
+    SPLITS,
+    DatasetSpec,
+    FileReader,
+    SplitIndex,
+    class_counts,
+    data_roots,
+    find_dataset_dir,
+    fingerprint,
+    group_split,
+    load_arrays,
+    subset_indices,
+)
+from engine.datasets.folder import folder_dataset
+from engine.datasets.ham10000 import CLASS_TITLES as HAM10000_CLASS_TITLES
+from engine.datasets.registry import REGISTRY, get_dataset, load_splits
+from engine.datasets.synthetic import render as render_synthetic
+
+__all__ = [
+    "CACHE_DIR",
+    "ENV_VAR",
+    "HAM10000_CLASS_TITLES",
+    "REGISTRY",
+    "SPLITS",
+    "DatasetSpec",
+    "FileReader",
+    "SplitIndex",
+    "class_counts",
+    "data_roots",
+    "find_dataset_dir",
+    "fingerprint",
+    "folder_dataset",
+    "get_dataset",
+    "group_split",
+    "load_arrays",
+    "load_splits",
+    "render_synthetic",
+    "subset_indices",
+]

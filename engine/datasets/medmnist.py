@@ -1,0 +1,142 @@
+"""MedMNIST-style ``.npz`` archives (PneumoniaMNIST).
+
+The archive holds ``train_images``, ``train_labels``, ``val_images``,
+``val_labels``, ``test_images`` and ``test_labels``; images are ``(N, H, W)``
+grey or ``(N, H, W, 3)`` RGB uint8, labels ``(N,)`` or ``(N, 1)``. Refs are
+``"<split>:<position>"``. Grey images become RGB by copying the grey value.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.datasets.base import SPLITS, DatasetSpec, SplitIndex, make_index
+from engine.errors import DatasetError
+from engine.images import as_rgb_uint8
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_npz(path: str, mtime_ns: int, size: int) -> tuple[dict[str, np.ndarray], str]:
+    """All arrays of an archive (read once per file version) and its SHA-256."""
+    try:
+        raw = Path(path).read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays, hashlib.sha256(raw).hexdigest()
+
+
+def read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Arrays of an ``.npz`` archive and its SHA-256 (cached while unchanged)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return _read_npz(str(path), st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True)
+class NpzReader:
+    """Reads ``"<split>:<position>"`` refs from a MedMNIST-style archive."""
+
+    file: Path
+
+    def __call__(self, ref: str) -> np.ndarray:
+        split, _, pos = ref.partition(":")
+        arrays, _ = read_npz(self.file)
+        key = f"{split}_images"
+        if key not in arrays or not pos.isdigit() or int(pos) >= len(arrays[key]):
+            raise DatasetError(f"{self.file} has no item {ref!r}")
+        return as_rgb_uint8(arrays[key][int(pos)])
+
+
+def load_npz(
+    spec: DatasetSpec, directory: Path | None, seed: int, part_dirs: Mapping[str, Path]
+) -> dict[str, SplitIndex]:
+    """Loader for a MedMNIST-style archive; the splits are the archive's own.
+
+    ``directory`` must hold ``<spec.id>.npz``. ``seed`` is unused (the
+    splits are official).
+    """
+    assert directory is not None
+    file = directory / f"{spec.id}.npz"
+    if not file.is_file():
+        raise DatasetError(f"{directory} has no {file.name}")
+    arrays, digest = read_npz(file)
+    reader = NpzReader(file)
+    out: dict[str, SplitIndex] = {}
+    for split in SPLITS:
+        ik, lk = f"{split}_images", f"{split}_labels"
+        missing = [k for k in (ik, lk) if k not in arrays]
+        if missing:
+            raise DatasetError(
+                f"{file} lacks the array(s) {', '.join(missing)}; a MedMNIST archive has "
+                + ", ".join(f"{s}_images, {s}_labels" for s in SPLITS)
+            )
+        images, labels = arrays[ik], arrays[lk]
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise DatasetError(
+                f"{file}: {ik} must be uint8 (N, H, W) or (N, H, W, 3); "
+                f"got {images.dtype} {images.shape}"
+            )
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DatasetError(
+                f"{file}: {lk} must hold one label per image; got shape {labels.shape} "
+                f"for {len(images)} images"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= len(spec.classes)):
+            raise DatasetError(
+                f"{file}: {lk} must be in 0..{len(spec.classes) - 1} "
+                f"({', '.join(spec.classes)}); got {labels.min()}..{labels.max()}"
+            )
+        refs = [f"{split}:{i}" for i in range(len(images))]
+        out[split] = make_index(
+            spec.id, split, spec.classes, refs, labels, reader, salt=f"npz {digest}"
+        )
+    return out
+
+
+PNEUMONIAMNIST = DatasetSpec(
+    id="pneumoniamnist",
+    title="PneumoniaMNIST (28×28 chest X-rays)",
+    classes=("NORMAL", "PNEUMONIA"),
+    loader=load_npz,
+    positive=("PNEUMONIA",),
+    licence="CC BY 4.0",
+    attribution=(
+        'Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D '
+        'biomedical image classification", Scientific Data 10, 41 (2023); source images '
+        "Kermany, Zhang, Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2"
+    ),
+    description=(
+        "The Kermany pediatric chest X-rays shrunk to 28×28 grey, with MedMNIST's "
+        "official train/val/test splits. Tiny and fast: good for quick experiments."
+    ),
+    caveat=(
+        "At 28×28 most clinical detail is gone. Check the class counts: some shared "
+        "copies have the train NORMAL class cut (e.g. to 388 images)."
+    ),
+    folder_names=("pneumoniamnist",),
+    how_to_get=(
+        "1. Download pneumoniamnist.npz from MedMNIST v2 (https://medmnist.com/, "
+        "Zenodo doi:10.5281/zenodo.10519652; the 28×28 file).\n"
+        "2. Put it at <data root>/pneumoniamnist/pneumoniamnist.npz, e.g. "
+        "~/.cache/robustlens/data/pneumoniamnist/pneumoniamnist.npz."
+    ),
+)

@@ -1,0 +1,154 @@
+"""The training CLI on the synthetic set: bundle, history, resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.train import TrainConfig, balanced_class_weights, main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = [
+    "--dataset",
+    "synthetic",
+    "--backbone",
+    "tiny",
+    "--weights",
+    "none",
+    "--input-size",
+    "32",
+    "--limit-train",
+    "240",
+    "--limit-eval",
+    "60",
+    "--batch-size",
+    "32",
+]
+
+
+def _history(path: Path) -> list[dict]:
+    with (path / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_class_weights_balance_the_classes():
+    y = np.array([0] * 30 + [1] * 10)
+    w = balanced_class_weights(y, 3)
+    assert w[0] * 30 == pytest.approx(w[1] * 10) == pytest.approx(40 / 3)
+    assert w[2] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "pattern"),
+    [
+        ("epochs", 0, r"'epochs' must be an integer in \[1, 1000\]; got 0"),
+        ("learning_rate", 2.0, r"'learning_rate' must be a number in \(0, 1\]"),
+        ("limit_train", 0, r"'limit_train' must be a positive integer"),
+    ],
+)
+def test_config_validation(field, value, pattern):
+    from engine.errors import ParamError
+
+    cfg = TrainConfig(dataset="synthetic", backbone="tiny", **{field: value})
+    with pytest.raises(ParamError, match=pattern):
+        cfg.validate()
+
+
+def test_unknown_dataset_or_backbone_is_a_clear_cli_error(tmp_path, capsys):
+    assert main(["--dataset", "nope", "--backbone", "tiny", "--out", str(tmp_path / "b")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["--dataset", "synthetic", "--backbone", "vgg", "--out", str(tmp_path / "b")]) == 2
+    assert "Unknown backbone 'vgg'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_writes_bundle_then_resume_continues(tmp_path):
+    out = tmp_path / "bundle"
+    assert main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["dataset_id"] == "synthetic" and meta["backbone"] == "tiny"
+    assert meta["input_size"] == 32
+    assert set(meta["data_fingerprints"]) == {"train", "val", "test"}
+    assert meta["training"]["split_sizes"] == {"train": 240, "val": 60, "test": 60}
+    assert 0.0 <= meta["clean_metrics"]["accuracy"] <= 1.0
+    assert len(meta["clean_metrics"]["confusion"]) == len(meta["classes"])
+    first = _history(out)
+    assert [r["epoch"] for r in first] == ["0"]
+
+    assert main([*QUICK, "--epochs", "2", "--out", str(out), "--resume"]) == 0
+    second = _history(out)
+    assert [r["epoch"] for r in second] == ["0", "1"]
+    assert second[0] == first[0], "resume must not redo a finished epoch"
+    assert json.loads((out / "meta.json").read_text())["training"]["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_resume_after_kill_loses_no_finished_epoch(tmp_path):
+    out = tmp_path / "bundle"
+    ckpt = tmp_path / "bundle.ckpt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.train",
+        *QUICK,
+        "--epochs",
+        "50",
+        "--patience",
+        "50",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            state = ckpt / "state.json"
+            if state.exists() and json.loads(state.read_text()).get("epoch", -1) >= 1:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training never checkpointed two epochs")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = json.loads((ckpt / "state.json").read_text())["epoch"]
+    assert not out.exists(), "a killed run must not leave a half-written bundle"
+    assert (
+        main([*QUICK, "--epochs", str(done + 2), "--patience", "50", "--out", str(out), "--resume"])
+        == 0
+    )
+    epochs = [int(r["epoch"]) for r in _history(out)]
+    assert epochs == list(range(done + 2))
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
+    ckpt = tmp_path / "c"
+    ckpt.mkdir()
+    (ckpt / "last.keras").write_bytes(b"")
+    (ckpt / "state.json").write_text(json.dumps({"config_key": "other", "epoch": 0}))
+    rc = main(
+        [
+            *QUICK,
+            "--epochs",
+            "2",
+            "--checkpoint-dir",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "b"),
+            "--resume",
+        ]
+    )
+    assert rc == 2
+    assert "made with other settings" in capsys.readouterr().err
