@@ -58,6 +58,11 @@ def _model(backbone: str):
 
 
 def bench_attacks(repeats: int, batch: int, with_art: bool) -> dict:
+    """FGSM latency and throughput; the ART reference is timed interleaved with ours.
+
+    Interleaving (ours, ART, ours, ART, ...) exposes both to the same machine
+    drift, which on a shared 2-core VM moves single timings by +-20 %.
+    """
     from engine.attacks import run_attack
 
     rng = np.random.default_rng(0)
@@ -65,27 +70,34 @@ def bench_attacks(repeats: int, batch: int, with_art: bool) -> dict:
     xb = rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
     y1 = np.zeros(1, np.int64)
     yb = rng.integers(0, 2, batch)
+    params = {"eps": 8.0}
     out: dict = {}
     for backbone in ("mobilenet_v3_large", "mobilenet_v3_small"):
         model = _model(backbone)
-        params = {"eps": 8.0}
         for _ in range(3):
             run_attack("fgsm", model, x1, y1, params)
             run_attack("fgsm", model, xb, yb, params)
-        single = _median_ms(lambda m=model, p=params: run_attack("fgsm", m, x1, y1, p), repeats)
-        batch_ms = _median_ms(
-            lambda m=model, p=params: run_attack("fgsm", m, xb, yb, p), max(3, repeats // 4)
-        )
-        out[backbone] = {
+        single = _median_ms(lambda m=model: run_attack("fgsm", m, x1, y1, params), repeats)
+        art = _art_fgsm(model, xb, yb) if with_art and backbone == "mobilenet_v3_large" else None
+        ours_ms, art_ms = [], []
+        for _ in range(max(3, repeats // 2)):
+            ours_ms.append(_median_ms(lambda m=model: run_attack("fgsm", m, xb, yb, params), 1))
+            if art is not None:
+                art_ms.append(_median_ms(art, 1))
+        r = {
             "single_ms": round(single, 1),
-            "batch_images_per_s": round(batch / (batch_ms / 1000), 1),
+            "batch_images_per_s": round(batch / (statistics.median(ours_ms) / 1000), 1),
+            "batch_ms_runs": [round(t) for t in ours_ms],
         }
-        if with_art and backbone == "mobilenet_v3_large":
-            out[backbone]["art_batch_images_per_s"] = _art_fgsm(model, xb, yb, repeats)
+        if art_ms:
+            r["art_batch_images_per_s"] = round(batch / (statistics.median(art_ms) / 1000), 1)
+            r["art_batch_ms_runs"] = [round(t) for t in art_ms]
+        out[backbone] = r
     return out
 
 
-def _art_fgsm(model, xb: np.ndarray, yb: np.ndarray, repeats: int) -> float | None:
+def _art_fgsm(model, xb: np.ndarray, yb: np.ndarray):
+    """A callable running ART's FastGradientMethod on the same batch (None without ART)."""
     try:
         from art.attacks.evasion import FastGradientMethod
         from art.estimators.classification import TensorFlowV2Classifier
@@ -93,13 +105,11 @@ def _art_fgsm(model, xb: np.ndarray, yb: np.ndarray, repeats: int) -> float | No
         print("ART is not installed (pip install adversarial-robustness-toolbox); skipping it.")
         return None
     import keras
-    import tensorflow as tf
 
     from engine.compiled import logits_model
 
-    logits = logits_model(model)
     clf = TensorFlowV2Classifier(
-        model=logits,
+        model=logits_model(model),
         nb_classes=2,
         input_shape=xb.shape[1:],
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -109,9 +119,11 @@ def _art_fgsm(model, xb: np.ndarray, yb: np.ndarray, repeats: int) -> float | No
     xf = xb.astype(np.float32)
     onehot = np.eye(2, dtype=np.float32)[yb]
     attack.generate(xf, onehot)  # warm-up
-    ms = _median_ms(lambda: attack.generate(xf, onehot), max(3, repeats // 4))
-    del tf
-    return round(len(xb) / (ms / 1000), 1)
+
+    def run() -> None:
+        attack.generate(xf, onehot)
+
+    return run
 
 
 def bench_defences(repeats: int, batch: int) -> dict:

@@ -193,6 +193,11 @@ class Compiled:
         self._grad_fn = tf.function(
             self._grad_impl, input_signature=[x_spec, y_spec], reduce_retracing=True
         )
+        self._sign_step_fn = tf.function(
+            self._sign_step_impl,
+            input_signature=[x_spec, y_spec, tf.TensorSpec((), tf.float32)],
+            reduce_retracing=True,
+        )
 
     # -- traced bodies -------------------------------------------------------------
     def _model(self) -> keras.Model:
@@ -214,6 +219,12 @@ class Compiled:
         # of the summed loss is the per-image gradient.
         grad = tape.gradient(loss, x)
         return logits, loss, grad
+
+    def _sign_step_impl(self, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        # A gradient-sign step fused in the graph (multi-threaded, no float copies
+        # through NumPy); the gradient itself comes from the one helper above.
+        _, _, grad = self._grad_impl(x, y)
+        return tf.clip_by_value(x + step * tf.sign(grad), 0.0, 255.0)
 
     # -- helpers -------------------------------------------------------------------
     def _images(self, x: np.ndarray) -> np.ndarray:
@@ -239,6 +250,7 @@ class Compiled:
         return (
             self._forward_fn.experimental_get_tracing_count()
             + self._grad_fn.experimental_get_tracing_count()
+            + self._sign_step_fn.experimental_get_tracing_count()
         )
 
     # -- public API ----------------------------------------------------------------
@@ -253,6 +265,7 @@ class Compiled:
         for b in buckets:
             x = np.zeros((b, *self.input_shape), np.float32)
             self.value_and_grad(x, np.zeros(b, np.int32))
+            self.sign_step(x, np.zeros(b, np.int32), 0.0)
             self.logits(x)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -321,6 +334,29 @@ class Compiled:
                 loss[sl] = ls.numpy()[:n]
                 grad[sl] = g.numpy()[:n]
         return logits, loss, grad
+
+    def sign_step(self, x: np.ndarray, labels: np.ndarray, step: float) -> np.ndarray:
+        """``clip(x + step * sign(d CE(x, labels) / dx), 0, 255)`` in one compiled call.
+
+        The fast-gradient-sign step (``step > 0`` ascends the loss of ``labels``,
+        ``step < 0`` descends it, i.e. moves towards a target). float32 result,
+        same shape as ``x``; ``x`` is not modified.
+        """
+        x = self._images(x)
+        y = np.asarray(labels).astype(np.int32, copy=False).reshape(-1)
+        if len(y) != len(x):
+            raise ParamError(f"Got {len(x)} images but {len(y)} labels.")
+        out = np.empty_like(x)
+        s = tf.constant(float(step), tf.float32)
+        with self._lock:
+            for sl in self._chunks(len(x)):
+                n = sl.stop - sl.start
+                b = _bucket(n)
+                res = self._sign_step_fn(
+                    tf.constant(_pad(x[sl], b)), tf.constant(_pad(y[sl], b)), s
+                )
+                out[sl] = res.numpy()[:n]
+        return out
 
     def loss_grad(
         self, x: np.ndarray, labels: np.ndarray, *, targeted: bool

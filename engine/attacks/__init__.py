@@ -164,16 +164,33 @@ def enforce_budget(clean: np.ndarray, adv: np.ndarray, eps: float) -> np.ndarray
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0:
         raise ParamError(f"eps must be a number >= 0; got {eps!r}.")
-    ref = np.clip(np.rint(np.asarray(clean, dtype=np.float32)), PIXEL_MIN, PIXEL_MAX)
-    adv = np.asarray(adv, dtype=np.float32)
-    if adv.shape != ref.shape:
-        raise ValueError(f"The attack returned shape {adv.shape}; expected {ref.shape}.")
-    adv = np.where(np.isfinite(adv), adv, ref)
-    lo = np.maximum(ref - np.float32(math.floor(eps)), PIXEL_MIN)
-    hi = np.minimum(ref + np.float32(math.floor(eps)), PIXEL_MAX)
-    out = np.clip(adv, ref - np.float32(eps), ref + np.float32(eps))
-    out = np.rint(np.clip(out, PIXEL_MIN, PIXEL_MAX))
-    return np.clip(out, lo, hi).astype(np.uint8)
+    ref = _as_uint8(clean)
+    out = np.array(adv, dtype=np.float32, copy=True)
+    if out.shape != ref.shape:
+        raise ValueError(f"The attack returned shape {out.shape}; expected {ref.shape}.")
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = ref[bad]
+    # Rounding first and then clipping to the integer bounds gives the same result
+    # as clip -> round -> clip (rint is monotone and keeps integers), in fewer passes.
+    np.rint(out, out=out)
+    e = np.float32(math.floor(eps))
+    ref_f = ref.astype(np.float32)
+    lo = ref_f - e
+    np.maximum(lo, PIXEL_MIN, out=lo)
+    hi = ref_f
+    hi += e
+    np.minimum(hi, PIXEL_MAX, out=hi)
+    np.clip(out, lo, hi, out=out)
+    return out.astype(np.uint8)
+
+
+def _as_uint8(images: np.ndarray) -> np.ndarray:
+    """``images`` as uint8 in [0, 255] (rounded); a uint8 input is returned as is."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.clip(np.rint(images.astype(np.float32)), PIXEL_MIN, PIXEL_MAX).astype(np.uint8)
 
 
 def _check_images(images: Any) -> np.ndarray:
@@ -287,7 +304,7 @@ def run_attack(
             f"{info.title}: 'target' must be a class index in [0, {k - 1}] for this model; "
             f"got {target}."
         )
-    clean = enforce_budget(images, images, 0.0)  # rounded uint8 reference, never a view
+    clean = _as_uint8(images)  # the rounded uint8 reference; attacks never see the caller's array
     for want, got in zip(comp.input_shape[:2], clean.shape[1:3], strict=True):
         if want is not None and want != got:
             raise ParamError(

@@ -18,13 +18,20 @@ OPTIONAL_TARGET = Param(
 
 
 def as_float(images: np.ndarray) -> np.ndarray:
-    """A float32 copy of a batch (never a view: the caller's array is never mutated)."""
-    return np.array(images, dtype=np.float32, copy=True)
+    """The batch as float32, read-only (no copy when it already is float32).
+
+    Attacks never write into their input: the returned array is flagged
+    read-only, so an accidental in-place update raises instead of mutating the
+    caller's images.
+    """
+    x = np.asarray(images, dtype=np.float32).view()
+    x.flags.writeable = False
+    return x
 
 
 def like_input(adv: np.ndarray, images: np.ndarray) -> np.ndarray:
     """``adv`` in the dtype of ``images``: uint8 inputs get rounded uint8 outputs."""
-    adv = np.clip(adv, PIXEL_MIN, PIXEL_MAX)
+    adv = np.clip(adv, PIXEL_MIN, PIXEL_MAX, out=adv if adv.dtype == np.float32 else None)
     if images.dtype == np.uint8:
         return np.rint(adv).astype(np.uint8)
     return adv.astype(images.dtype, copy=False)

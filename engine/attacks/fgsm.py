@@ -55,7 +55,7 @@ class FGSMParams:
 def fgsm_step(
     comp: Compiled, x: np.ndarray, labels: np.ndarray, step: float, *, targeted: bool
 ) -> np.ndarray:
-    """One fast-gradient-sign step (no projection, no clipping).
+    """One fast-gradient-sign step (clipped to [0, 255]; no projection).
 
     Parameters
     ----------
@@ -74,11 +74,9 @@ def fgsm_step(
     -------
     np.ndarray
         ``x + step * sign(grad)`` (untargeted) or ``x - step * sign(grad)``
-        (targeted), float32, same shape as ``x``.
+        (targeted), clipped to [0, 255], float32, same shape as ``x``.
     """
-    _, grad = comp.loss_grad(x, labels, targeted=targeted)
-    direction = -1.0 if targeted else 1.0
-    return (x + np.float32(direction * step) * np.sign(grad)).astype(np.float32, copy=False)
+    return comp.sign_step(x, labels, -step if targeted else step)
 
 
 def attack(
