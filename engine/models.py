@@ -405,6 +405,11 @@ def save_bundle(
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "optimizer", None) is not None:
+        # A bundle is for inference: drop the optimizer state (it would triple the file).
+        bare = keras.Model.from_config(model.get_config())
+        bare.set_weights(model.get_weights())
+        model = bare
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         model.save(tmp / BUNDLE_MODEL)

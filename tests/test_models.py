@@ -183,3 +183,14 @@ def test_missing_or_damaged_bundle_messages(tmp_path):
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(ModelError, match="damaged"):
         read_meta(tmp_path)
+
+
+def test_bundle_drops_optimizer_state(tmp_path):
+    model = build_classifier("tiny", 3, weights="none", input_size=32)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(x, np.arange(8) % 3, epochs=1, verbose=0)
+    out = save_bundle(model, _meta(), tmp_path / "b")
+    loaded = keras.models.load_model(out / "model.keras")
+    assert getattr(loaded, "optimizer", None) is None
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
