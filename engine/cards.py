@@ -1,0 +1,180 @@
+"""Model cards: a readable summary of a bundle, generated from its metadata.
+
+``python -m engine.cards BUNDLE [BUNDLE ...]`` writes ``card.md`` into each
+bundle folder. The card is built only from ``meta.json``, ``history.csv`` and
+the dataset registry, so it can always be regenerated and never drifts from
+the model it describes. The dashboard renders the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine import datasets
+from engine.errors import EngineError
+from engine.models import BUNDLE_HISTORY, BundleMeta, read_meta
+
+CARD = "card.md"
+
+#: Notes that only apply to one dataset's models.
+DATASET_NOTES: dict[str, str] = {
+    "ham10000": (
+        "**Patient view.** Malignant (positive) classes are melanoma (mel), basal cell "
+        "carcinoma (bcc) and actinic keratoses / intraepithelial carcinoma (akiec); "
+        "nv, bkl, df and vasc count as benign. Seed 001 counted melanocytic nevi (nv) "
+        "as cancerous, so its sensitivity / NPV figures are not comparable with ours.\n\n"
+        "**Licence.** HAM10000 is CC BY-NC 4.0: this model was trained on it and may be "
+        "used for non-commercial purposes only (research, teaching, this demo), with "
+        "attribution."
+    ),
+    "chest_xray_covid": (
+        "**Source confounding.** NORMAL and PNEUMONIA images are pediatric X-rays from one "
+        "hospital (Kermany et al.); COVID-19 images are adult X-rays from another "
+        "(Hannover). The model can tell the sources apart by age, anatomy and equipment "
+        "without learning anything about COVID-19: its COVID-19 accuracy says little "
+        "about clinical use."
+    ),
+}
+
+
+def _pct(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * float(x):.1f} %"
+
+
+def _matrix(cm: list[list[int]], rows: list[str], cols: list[str] | None = None) -> str:
+    cols = cols or rows
+    head = "| true \\ predicted | " + " | ".join(cols) + " |"
+    sep = "|---|" + "---|" * len(cols)
+    body = [
+        f"| {r} | " + " | ".join(str(v) for v in row) + " |"
+        for r, row in zip(rows, cm, strict=True)
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def read_history(bundle: str | Path) -> list[dict[str, float]]:
+    """The training curve (one dict per epoch), or an empty list."""
+    path = Path(bundle) / BUNDLE_HISTORY
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def model_card(bundle: str | Path) -> str:
+    """Markdown model card for a bundle folder."""
+    bundle = Path(bundle)
+    meta: BundleMeta = read_meta(bundle)
+    try:
+        spec = datasets.get_dataset(meta.dataset_id)
+    except EngineError:
+        spec = None
+    t = meta.training
+    m = meta.clean_metrics
+    sizes = t.get("split_sizes", {})
+    title = spec.title if spec else meta.dataset_id
+    lines = [
+        f"# {meta.backbone} on {title}",
+        "",
+        f"*Bundle `{bundle.name}` · created {meta.created} · model SHA-256 "
+        f"`{meta.model_sha256[:16]}…`*",
+        "",
+        "## Model",
+        f"- Backbone: **{meta.backbone}**, input {meta.input_size}×{meta.input_size} RGB "
+        "(0–255, preprocessing inside the model).",
+        f"- Weights: **{meta.weights}**"
+        + (
+            " (trained from scratch: ImageNet weights could not be downloaded where it was "
+            "trained)."
+            if meta.weights == "none"
+            else "."
+        ),
+        f"- Classes: {', '.join(meta.classes)}"
+        + (
+            f"; positive (sick) for the patient view: {', '.join(meta.positive)}."
+            if meta.positive
+            else "."
+        ),
+        "",
+        "## Data",
+        f"- Dataset: **{title}** (`{meta.dataset_id}`).",
+        f"- Split sizes: train {sizes.get('train', '?')}, validation {sizes.get('val', '?')}, "
+        f"test {sizes.get('test', '?')}.",
+        "- Split fingerprints: "
+        + ", ".join(f"{k} `{v}`" for k, v in meta.data_fingerprints.items())
+        + ".",
+    ]
+    if spec is not None:
+        lines += [f"- Licence: {spec.licence}.", f"- Credit: {spec.attribution}"]
+    lines += [
+        "",
+        "## Training",
+        f"- Command: `{t.get('command') or 'python -m engine.train ...'}`",
+        f"- Epochs run: {t.get('epochs_run', '?')} (best epoch {t.get('best_epoch', '?')}"
+        + (", stopped early" if t.get("stopped_early") else "")
+        + f"), batch {t.get('batch_size', '?')}, learning rate {t.get('learning_rate', '?')}, "
+        f"augmentation {'on' if t.get('augment') else 'off'}"
+        + (" (with mirroring)" if t.get("augment_flip") else "")
+        + f", class weights {'on' if t.get('class_weights') else 'off'}.",
+        f"- Training time: {float(t.get('train_seconds', 0)) / 60:.1f} min on CPU.",
+        "",
+        "## Clean test metrics",
+        f"- Accuracy **{_pct(m.get('accuracy'))}**, macro recall {_pct(m.get('macro_recall'))}, "
+        f"macro specificity {_pct(m.get('macro_specificity'))} "
+        f"on {m.get('n_images', '?')} test images.",
+    ]
+    if meta.positive:
+        lines.append(
+            f"- Patient view: sensitivity {_pct(m.get('sensitivity'))}, specificity "
+            f"{_pct(m.get('specificity'))}, NPV {_pct(m.get('npv'))}, "
+            f"false-negative rate {_pct(m.get('fnr'))}."
+        )
+    if m.get("confusion"):
+        lines += ["", _matrix(m["confusion"], meta.classes)]
+    if meta.positive and m.get("confusion_binary"):
+        lines += ["", _matrix(m["confusion_binary"], ["healthy", "sick"])]
+    note = DATASET_NOTES.get(meta.dataset_id)
+    if note:
+        lines += ["", "## Notes", note]
+    if meta.notes and meta.dataset_id not in DATASET_NOTES:
+        lines += ["", "## Notes", meta.notes]
+    lines += [
+        "",
+        "## Limits",
+        "Clean accuracy says nothing about robustness: see the recap curves for how the "
+        "metrics fall under attack, and under which threat model. Not a medical device.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(bundle: str | Path) -> Path:
+    """Write ``card.md`` into the bundle folder; return its path."""
+    path = Path(bundle) / CARD
+    path.write_text(model_card(bundle))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: write a card for each bundle given."""
+    p = argparse.ArgumentParser(prog="python -m engine.cards", description=__doc__.split("\n")[0])
+    p.add_argument("bundles", nargs="+")
+    args = p.parse_args(argv)
+    try:
+        for b in args.bundles:
+            print(write_card(b))
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
