@@ -48,10 +48,6 @@ from engine.progress import cli_bar
 
 log = logging.getLogger(__name__)
 
-#: Datasets whose images must not be mirrored during augmentation (the heart
-#: sits on the left of a chest X-ray; a mirrored one is a different anatomy).
-NO_FLIP_DATASETS = frozenset({"chest_xray", "chest_xray_covid", "pneumoniamnist"})
-
 CKPT_LAST = "last.keras"
 CKPT_BEST = "best.keras"
 CKPT_STATE = "state.json"
@@ -345,7 +341,7 @@ def train(config: TrainConfig) -> Path:
 
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
     sample_weight = np.array([weights[int(c)] for c in y_train], "float32") if weights else None
-    flip = dataset.id not in NO_FLIP_DATASETS
+    flip = dataset.mirror_ok  # never mirror chest X-rays (the heart sits on the left)
     augment = (not dataset.generated) if config.augment is None else config.augment
     batches = _Batches(
         x_train,

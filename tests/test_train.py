@@ -152,3 +152,11 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
     )
     assert rc == 2
     assert "made with other settings" in capsys.readouterr().err
+
+
+def test_chest_xrays_are_never_mirrored_by_augmentation():
+    from engine.datasets import REGISTRY
+
+    chest = [k for k in REGISTRY if k.startswith(("chest_xray", "pneumoniamnist"))]
+    assert chest and not any(REGISTRY[k].mirror_ok for k in chest)
+    assert REGISTRY["ham10000"].mirror_ok

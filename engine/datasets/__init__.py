@@ -9,20 +9,26 @@ Quick start
 ((8, 64, 64, 3), dtype('uint8'), dtype('int64'))
 
 * :data:`REGISTRY` maps ids to :class:`DatasetSpec` (synthetic, chest_xray,
-  pneumoniamnist, chest_xray_covid, ham10000, faces);
-  :func:`folder_dataset` makes a spec for any folder of class sub-folders.
-* Real data is never downloaded: it is looked for in the folders of
-  :func:`data_roots` (an explicit root, ``$ROBUSTLENS_DATA``, the project's
-  sibling ``../shared/data``, ``~/.cache/robustlens/data``); a missing dataset
-  raises :class:`~engine.errors.DatasetError` saying where it looked and how
-  to get it.
+  pneumoniamnist and its MedMNIST+ sizes pneumoniamnist_64/128/224,
+  chest_xray_covid, ham10000, faces); :func:`folder_dataset` makes a spec for
+  any folder of class sub-folders.
+* Data is looked for in the folders of :func:`data_roots` (an explicit root,
+  ``$ROBUSTLENS_DATA``, the project's sibling ``../shared/data``,
+  ``~/.cache/robustlens/data``); a missing dataset raises
+  :class:`~engine.errors.DatasetError` saying where it looked and how to get it.
+  Loading never downloads. :func:`engine.datasets.download.download` fetches,
+  on request, the datasets
+  with a stable public file (the PneumoniaMNIST family: checksum-verified,
+  resumable, into ``~/.cache/robustlens/data``); for the others it raises with
+  the manual steps (see ``docs/datasets.md``).
 * :func:`load_splits` gives ``train``/``val``/``test`` :class:`SplitIndex`
   objects (refs, int64 labels, a fingerprint, patient/lesion groups);
   splits made here are seeded and never divide a patient or a lesion.
 * :func:`load_arrays` decodes and resizes in a thread pool into
   ``(N, H, W, 3)`` uint8 RGB.
 
-``python -m engine.datasets list`` / ``info ID`` describe them on the command line.
+``python -m engine.datasets list`` / ``info ID`` describe them on the command line;
+``download ID [--root DIR] [--force]`` fetches one.
 This package never imports TensorFlow.
 """
 
@@ -34,6 +40,7 @@ from engine.datasets.base import (
     SPLITS,
     DatasetSpec,
     FileReader,
+    RemoteFile,
     SplitIndex,
     class_counts,
     data_roots,
@@ -56,6 +63,7 @@ __all__ = [
     "SPLITS",
     "DatasetSpec",
     "FileReader",
+    "RemoteFile",
     "SplitIndex",
     "class_counts",
     "data_roots",

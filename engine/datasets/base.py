@@ -56,6 +56,60 @@ Loader = Callable[["DatasetSpec", "Path | None", int, Mapping[str, Path]], dict[
 """``loader(spec, directory, seed, part_dirs) -> {"train": ..., "val": ..., "test": ...}``."""
 
 
+CHECKSUM_ALGORITHMS: dict[str, int] = {"md5": 32, "sha256": 64}
+"""Checksum algorithms a :class:`RemoteFile` may name, with their hex digest lengths."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A stable public file that holds a whole dataset, and its published checksum.
+
+    Parameters
+    ----------
+    url : str
+        Direct ``http(s)://`` link to the file.
+    checksum : str
+        ``"md5:<32 hex digits>"`` or ``"sha256:<64 hex digits>"``, exactly as the
+        publisher gives it.
+    filename : str
+        Name of the file inside the dataset folder (where the loader reads it).
+    page : str, default=""
+        Human-readable landing page (record, DOI) to fetch the file by hand.
+    """
+
+    url: str
+    checksum: str
+    filename: str
+    page: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("https://", "http://")):
+            raise ParamError(
+                f"a download url must start with https:// or http://; got {self.url!r}"
+            )
+        algorithm, _, digest = self.checksum.partition(":")
+        size = CHECKSUM_ALGORITHMS.get(algorithm)
+        if size is None or len(digest) != size or any(c not in "0123456789abcdef" for c in digest):
+            raise ParamError(
+                "a download checksum must be 'md5:<32 hex digits>' or 'sha256:<64 hex digits>' "
+                f"(lower case); got {self.checksum!r}"
+            )
+        if not self.filename or "/" in self.filename or "\\" in self.filename:
+            raise ParamError(
+                f"a download filename must be a plain file name; got {self.filename!r}"
+            )
+
+    @property
+    def algorithm(self) -> str:
+        """``"md5"`` or ``"sha256"``."""
+        return self.checksum.partition(":")[0]
+
+    @property
+    def digest(self) -> str:
+        """The published hex digest (lower case)."""
+        return self.checksum.partition(":")[2]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Everything known about a dataset before it is loaded.
@@ -83,7 +137,8 @@ class DatasetSpec:
     folder_names : tuple of str, default=()
         Candidate folder names under a data root (absolute paths allowed).
     how_to_get : str
-        Exact manual steps to obtain the data (nothing is downloaded).
+        Exact manual steps to obtain the data (source page, what to download,
+        where to unpack it).
     class_titles : mapping, default={}
         Human-readable names for terse class ids (e.g. ``mel`` -> Melanoma).
     parts : tuple of DatasetSpec, default=()
@@ -92,6 +147,15 @@ class DatasetSpec:
         Split seed used when :func:`load_splits` is given ``seed=None``.
     generated : bool, default=False
         True when the data is generated in code and needs no files.
+    mirror_ok : bool, default=True
+        Whether a left-right mirrored image is still a plausible sample (training
+        augmentation). False for chest X-rays: the heart sits on the left.
+    layout : str, default=""
+        The folder layout the loader expects, as an indented tree (shown with
+        the manual steps).
+    download : RemoteFile, optional
+        The stable public file that :func:`engine.datasets.download.download`
+        fetches; ``None`` when the data can only be obtained by hand.
     """
 
     id: str
@@ -111,6 +175,9 @@ class DatasetSpec:
     parts: tuple[DatasetSpec, ...] = ()
     seed: int = 0
     generated: bool = False
+    mirror_ok: bool = True
+    layout: str = ""
+    download: RemoteFile | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -124,6 +191,13 @@ class DatasetSpec:
                 )
         if not self.generated and not self.folder_names:
             raise ParamError(f"dataset {self.id}: give folder_names or set generated=True")
+        if self.download is not None and self.generated:
+            raise ParamError(f"dataset {self.id}: a generated dataset has nothing to download")
+
+    @property
+    def downloadable(self) -> bool:
+        """True when ``python -m engine.datasets download`` can fetch the data itself."""
+        return self.download is not None
 
     @property
     def medical(self) -> bool:

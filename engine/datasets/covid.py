@@ -106,6 +106,7 @@ HANNOVER_ATTRIBUTION = (
 
 CHEST_XRAY_COVID = DatasetSpec(
     id="chest_xray_covid",
+    mirror_ok=False,
     title="Chest X-rays: COVID-19 / NORMAL / PNEUMONIA (two sources)",
     classes=(COVID, "NORMAL", "PNEUMONIA"),
     loader=load_covid,
@@ -126,12 +127,20 @@ CHEST_XRAY_COVID = DatasetSpec(
     folder_names=("covid19_hannover", "covid-19-image-repository"),
     how_to_get=(
         "This dataset needs two folders.\n"
-        "1. COVID-19 images: download https://github.com/ml-workgroup/covid-19-image-repository "
-        "(Code > Download ZIP), unzip it, and make a folder covid19_hannover holding its "
-        "data.csv and png/ folder.\n"
-        "2. Move covid19_hannover into a data root, e.g. ~/.cache/robustlens/data.\n"
-        "3. NORMAL/PNEUMONIA images: install the chest_xray dataset as well "
-        "(python -m engine.datasets info chest_xray)."
+        "1. COVID-19 images: open https://github.com/ml-workgroup/covid-19-image-repository "
+        "(licence CC BY 3.0) and download it (Code > Download ZIP, or git clone). Unzip it "
+        "and rename the folder (covid-19-image-repository-master or similar) to "
+        "covid19_hannover; it must hold data.csv and the png/ folder.\n"
+        "2. Move covid19_hannover into a data root, e.g. "
+        "~/.cache/robustlens/data/covid19_hannover.\n"
+        "3. NORMAL/PNEUMONIA images: install the chest_xray dataset in a data root as well "
+        "(python -m engine.datasets info chest_xray shows how)."
+    ),
+    layout=(
+        "covid19_hannover/     (or covid-19-image-repository/)\n"
+        "  data.csv            columns patient_id, image_id (the PNG's name), projection, ...\n"
+        "  png/<image_id>.png  243 grey radiographs of 71 patients\n"
+        "chest_xray/           the Kermany set, laid out as for the chest_xray dataset"
     ),
     parts=(CHEST_XRAY,),
 )

@@ -355,6 +355,7 @@ KERMANY_ATTRIBUTION = (
 
 CHEST_XRAY = DatasetSpec(
     id="chest_xray",
+    mirror_ok=False,
     title="Pediatric chest X-rays (Kermany)",
     classes=("NORMAL", "PNEUMONIA"),
     loader=load_kermany,
@@ -364,8 +365,9 @@ CHEST_XRAY = DatasetSpec(
     description=(
         "5,856 chest X-rays of children aged 1-5 from Guangzhou Women and Children's "
         "Medical Center, labelled NORMAL or PNEUMONIA (bacterial or viral). Official "
-        "split: train 1341/3875, test 234/390 (NORMAL/PNEUMONIA); val is 10% of train, "
-        "carved without splitting a patient."
+        "split: train 1349/3883 (1341/3875 in copies without the Kaggle mirror's val/ "
+        "folder), test 234/390 (NORMAL/PNEUMONIA); val is 10% of train, carved without "
+        "splitting a patient."
     ),
     caveat=(
         "Children from a single hospital; PNEUMONIA outnumbers NORMAL about 3 to 1, so "
@@ -374,12 +376,22 @@ CHEST_XRAY = DatasetSpec(
     folder_names=("chest_xray_kermany_224", "chest_xray"),
     how_to_get=(
         "1. Open https://data.mendeley.com/datasets/rscbjbr9sj/2 "
-        "(doi:10.17632/rscbjbr9sj.2) and download ChestXRay2017.zip.\n"
+        "(doi:10.17632/rscbjbr9sj.2; licence CC BY 4.0) and download ChestXRay2017.zip "
+        "(the OCT2017 archive on the same page is not needed).\n"
         "2. Unzip it; it holds chest_xray/train/{NORMAL,PNEUMONIA} and "
-        "chest_xray/test/{NORMAL,PNEUMONIA}.\n"
+        "chest_xray/test/{NORMAL,PNEUMONIA} (ignore any __MACOSX folder).\n"
         "3. Move the chest_xray folder into a data root, e.g. "
         "~/.cache/robustlens/data/chest_xray (images of any size are fine; they are "
-        "resized when loaded)."
+        "resized when loaded). Copies with a val/ folder, such as the Kaggle mirror, work "
+        "too: its images are pooled with train."
+    ),
+    layout=(
+        "chest_xray/                 (or chest_xray_kermany_224/; or chest_xray/chest_xray/)\n"
+        "  train/NORMAL/*.jpeg       IM-0115-0001.jpeg, NORMAL2-IM-0627-0001.jpeg, ...\n"
+        "  train/PNEUMONIA/*.jpeg    person1_bacteria_1.jpeg, person2_virus_3.jpeg, ...\n"
+        "  test/NORMAL/*.jpeg\n"
+        "  test/PNEUMONIA/*.jpeg\n"
+        "  val/{NORMAL,PNEUMONIA}/   optional; pooled with train"
     ),
 )
 
@@ -403,8 +415,16 @@ FACES = DatasetSpec(
     how_to_get=(
         "1. Get a face dataset in the layout train/<person>/*.jpg, val/<person>/*.jpg, "
         "for example Kaggle's '5 Celebrity Faces Dataset' "
-        "(https://www.kaggle.com/datasets/dansbecker/5-celebrity-faces-dataset).\n"
+        "(https://www.kaggle.com/datasets/dansbecker/5-celebrity-faces-dataset; it needs a "
+        "Kaggle account; check the terms shown there), or photos of your own taken with the "
+        "consent of the people shown.\n"
         "2. Unzip it and rename the folder that holds train/ and val/ to faces.\n"
         "3. Move it into a data root, e.g. ~/.cache/robustlens/data/faces."
+    ),
+    layout=(
+        "faces/\n"
+        "  train/<person>/*.jpg    one folder per person (the classes)\n"
+        "  val/<person>/*.jpg      used as the test split; 10% of train becomes val\n"
+        "  test/<person>/*.jpg     optional; if present, val is kept as val"
     ),
 )

@@ -118,12 +118,24 @@ HAM10000 = DatasetSpec(
     ),
     folder_names=("ham10000_200x150", "ham10000", "HAM10000"),
     how_to_get=(
-        "1. Open https://doi.org/10.7910/DVN/DBW86T (Harvard Dataverse) and download "
-        "HAM10000_images_part_1.zip, HAM10000_images_part_2.zip and HAM10000_metadata "
-        "(choose the original CSV format; save it as HAM10000_metadata.csv).\n"
-        "2. Make a folder ham10000 holding HAM10000_metadata.csv and an images/ folder "
-        "with all ISIC_*.jpg files from both zips (or keep the two part folders).\n"
-        "3. Move it into a data root, e.g. ~/.cache/robustlens/data/ham10000."
+        "1. Open https://doi.org/10.7910/DVN/DBW86T (Harvard Dataverse; licence "
+        "CC BY-NC 4.0, non-commercial use only) and download HAM10000_images_part_1.zip, "
+        "HAM10000_images_part_2.zip and HAM10000_metadata (Dataverse shows it as a .tab "
+        "table: choose the original file format, CSV, and save it as "
+        "HAM10000_metadata.csv).\n"
+        "2. Make a folder ham10000 holding HAM10000_metadata.csv and an images/ folder with "
+        "all 10,015 ISIC_*.jpg files from both zips (or keep the two folders "
+        "HAM10000_images_part_1/ and HAM10000_images_part_2/ as unzipped).\n"
+        "3. Move it into a data root, e.g. ~/.cache/robustlens/data/ham10000.\n"
+        "(The ISIC 2018 Task 3 training download has the same images, but its one-hot "
+        "ground-truth CSV has no lesion_id: use the Dataverse metadata file.)"
+    ),
+    layout=(
+        "ham10000/                   (or ham10000_200x150/, HAM10000/)\n"
+        "  HAM10000_metadata.csv     columns lesion_id, image_id, dx (akiec, bcc, bkl, df, "
+        "mel, nv, vasc), ...\n"
+        "  images/ISIC_0024306.jpg   one <image_id>.jpg per row; the images may also sit in\n"
+        "  ...                       the folder itself or in HAM10000_images_part_1/ and _2/"
     ),
     class_titles=CLASS_TITLES,
 )

@@ -14,12 +14,12 @@ import io
 import logging
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from engine.datasets.base import SPLITS, DatasetSpec, SplitIndex, make_index
+from engine.datasets.base import SPLITS, DatasetSpec, RemoteFile, SplitIndex, make_index
 from engine.errors import DatasetError
 from engine.images import as_rgb_uint8
 
@@ -112,31 +112,115 @@ def load_npz(
     return out
 
 
+MEDMNIST_RECORD = "https://zenodo.org/records/10519652"
+"""The Zenodo record of MedMNIST v2 / MedMNIST+ (doi:10.5281/zenodo.10519652)."""
+MEDMNIST_PAGE = "https://doi.org/10.5281/zenodo.10519652"
+
+PNEUMONIAMNIST_MD5: dict[int, str] = {
+    28: "28209eda62fecd6e6a2d98b1501bb15f",
+    64: "8f4eceb4ccffa70c672198ea285246c6",
+    128: "05b46931834c231683c68f40c47b2971",
+    224: "d6a3c71de1b945ea11211b03746c1fe1",
+}
+"""Published MD5 of each PneumoniaMNIST file by image size (the medmnist package's
+``INFO["pneumoniamnist"]``, version 3.0.2: keys ``MD5``, ``MD5_64``, ``MD5_128``, ``MD5_224``)."""
+
+MEDMNIST_ATTRIBUTION = (
+    'Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D '
+    'biomedical image classification", Scientific Data 10, 41 (2023), '
+    "doi:10.1038/s41597-022-01721-8; data doi:10.5281/zenodo.10519652; source images "
+    "Kermany, Zhang, Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2"
+)
+
+
+def _pneumoniamnist_id(size: int) -> str:
+    return "pneumoniamnist" if size == 28 else f"pneumoniamnist_{size}"
+
+
+def _how_to_get(size: int) -> str:
+    name = f"{_pneumoniamnist_id(size)}.npz"
+    return (
+        f"Automatic: python -m engine.datasets download {_pneumoniamnist_id(size)}\n"
+        f"By hand:\n"
+        f"1. Download {name} from the MedMNIST record on Zenodo ({MEDMNIST_PAGE}), "
+        f"direct link {MEDMNIST_RECORD}/files/{name}?download=1\n"
+        f"2. Check that its MD5 is {PNEUMONIAMNIST_MD5[size]}.\n"
+        f"3. Put it at <data root>/{_pneumoniamnist_id(size)}/{name}, e.g. "
+        f"~/.cache/robustlens/data/{_pneumoniamnist_id(size)}/{name}."
+    )
+
+
+def _layout(size: int) -> str:
+    key = _pneumoniamnist_id(size)
+    file = f"  {key}.npz  "
+    pad = " " * len(file)
+    return (
+        f"{key}/\n"
+        f"{file}arrays train_images, train_labels, val_images, val_labels,\n"
+        f"{pad}test_images, test_labels; images uint8 (N, {size}, {size}),\n"
+        f"{pad}labels (N, 1): 0 = normal, 1 = pneumonia"
+    )
+
+
+def _remote(size: int) -> RemoteFile:
+    name = f"{_pneumoniamnist_id(size)}.npz"
+    return RemoteFile(
+        url=f"{MEDMNIST_RECORD}/files/{name}?download=1",
+        checksum=f"md5:{PNEUMONIAMNIST_MD5[size]}",
+        filename=name,
+        page=MEDMNIST_PAGE,
+    )
+
+
 PNEUMONIAMNIST = DatasetSpec(
     id="pneumoniamnist",
+    mirror_ok=False,
     title="PneumoniaMNIST (28×28 chest X-rays)",
     classes=("NORMAL", "PNEUMONIA"),
     loader=load_npz,
     positive=("PNEUMONIA",),
     licence="CC BY 4.0",
-    attribution=(
-        'Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D '
-        'biomedical image classification", Scientific Data 10, 41 (2023); source images '
-        "Kermany, Zhang, Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2"
-    ),
+    attribution=MEDMNIST_ATTRIBUTION,
     description=(
-        "The Kermany pediatric chest X-rays shrunk to 28×28 grey, with MedMNIST's "
-        "official train/val/test splits. Tiny and fast: good for quick experiments."
+        "The Kermany pediatric chest X-rays center-cropped and shrunk to 28×28 grey, with "
+        "MedMNIST's official splits: train 4708, val 524 (both from Kermany's train), "
+        "test 624 (Kermany's test). Tiny and fast: good for quick experiments."
     ),
     caveat=(
         "At 28×28 most clinical detail is gone. Check the class counts: some shared "
-        "copies have the train NORMAL class cut (e.g. to 388 images)."
+        "copies have the train NORMAL class cut (e.g. to 388 images). The images are the "
+        "Kermany ones: do not train on chest_xray and test on PneumoniaMNIST (or the "
+        "reverse) and call it independent."
     ),
     folder_names=("pneumoniamnist",),
-    how_to_get=(
-        "1. Download pneumoniamnist.npz from MedMNIST v2 (https://medmnist.com/, "
-        "Zenodo doi:10.5281/zenodo.10519652; the 28×28 file).\n"
-        "2. Put it at <data root>/pneumoniamnist/pneumoniamnist.npz, e.g. "
-        "~/.cache/robustlens/data/pneumoniamnist/pneumoniamnist.npz."
-    ),
+    how_to_get=_how_to_get(28),
+    layout=_layout(28),
+    download=_remote(28),
 )
+
+
+def _larger(size: int) -> DatasetSpec:
+    key = _pneumoniamnist_id(size)
+    return replace(
+        PNEUMONIAMNIST,
+        id=key,
+        title=f"PneumoniaMNIST+ ({size}×{size} chest X-rays)",
+        description=(
+            f"MedMNIST+ PneumoniaMNIST at {size}×{size} grey: the same images and official "
+            "splits as pneumoniamnist (train 4708, val 524, test 624), at a size that keeps "
+            "more detail."
+        ),
+        caveat=(
+            "The images are the Kermany ones: do not train on chest_xray and test on "
+            "PneumoniaMNIST (or the reverse) and call it independent."
+        ),
+        folder_names=(key,),
+        how_to_get=_how_to_get(size),
+        layout=_layout(size),
+        download=_remote(size),
+    )
+
+
+PNEUMONIAMNIST_64 = _larger(64)
+PNEUMONIAMNIST_128 = _larger(128)
+PNEUMONIAMNIST_224 = _larger(224)

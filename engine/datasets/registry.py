@@ -10,7 +10,12 @@ from engine.datasets.base import SPLITS, DatasetSpec, SplitIndex, find_dataset_d
 from engine.datasets.covid import CHEST_XRAY_COVID
 from engine.datasets.folder import CHEST_XRAY, FACES, folder_dataset
 from engine.datasets.ham10000 import HAM10000
-from engine.datasets.medmnist import PNEUMONIAMNIST
+from engine.datasets.medmnist import (
+    PNEUMONIAMNIST,
+    PNEUMONIAMNIST_64,
+    PNEUMONIAMNIST_128,
+    PNEUMONIAMNIST_224,
+)
 from engine.datasets.synthetic import SYNTHETIC
 from engine.errors import DatasetError, ParamError
 
@@ -18,7 +23,17 @@ logger = logging.getLogger(__name__)
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.id: spec
-    for spec in (SYNTHETIC, CHEST_XRAY, PNEUMONIAMNIST, CHEST_XRAY_COVID, HAM10000, FACES)
+    for spec in (
+        SYNTHETIC,
+        CHEST_XRAY,
+        PNEUMONIAMNIST,
+        PNEUMONIAMNIST_64,
+        PNEUMONIAMNIST_128,
+        PNEUMONIAMNIST_224,
+        CHEST_XRAY_COVID,
+        HAM10000,
+        FACES,
+    )
 }
 """Every built-in dataset, by id."""
 
