@@ -43,6 +43,9 @@ BUNDLE_MODEL = "model.keras"
 BUNDLE_META = "meta.json"
 BUNDLE_HISTORY = "history.csv"
 
+#: Batch-norm momentum for backbones trained from scratch (see build_classifier).
+SCRATCH_BN_MOMENTUM = 0.99
+
 # ImageNet mean of the "caffe" preprocessing ResNet50 was trained with (RGB order).
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
@@ -277,7 +280,9 @@ def build_classifier(
     With pretrained weights the backbone is a frozen feature extractor (run in
     inference mode, so batch-norm statistics stay fixed); ``fine_tune_layers``
     unfreezes that many layers at its top. Without pretrained weights the whole
-    network trains from scratch.
+    network trains from scratch, with batch-norm momentum capped at
+    :data:`SCRATCH_BN_MOMENTUM` so its moving statistics settle within a few
+    epochs of a small dataset.
 
     The output layer is ``Activation("softmax", name="probs")`` on a Dense layer
     named ``"logits"``.
@@ -297,6 +302,13 @@ def build_classifier(
             _unfreeze_top(base, fine_tune_layers)
         features = base(inputs, training=False)
     else:
+        # Keras' ImageNet architectures use batch-norm momentum 0.999, tuned for
+        # ImageNet's ~1e6 steps; on a few thousand images the moving statistics
+        # would still be mostly their initial values after several epochs, and
+        # the model would predict one class at evaluation time.
+        for layer in _flat_layers(base):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, SCRATCH_BN_MOMENTUM)
         features = base(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     if dropout > 0:

@@ -194,3 +194,22 @@ def test_bundle_drops_optimizer_state(tmp_path):
     loaded = keras.models.load_model(out / "model.keras")
     assert getattr(loaded, "optimizer", None) is None
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_scratch_training_uses_fast_batchnorm_statistics(tmp_path):
+    scratch = build_classifier("mobilenet_v3_small", 2, weights="none", input_size=64)
+    moms = [
+        layer.momentum
+        for layer in _all_layers(scratch)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert moms and max(moms) <= 0.99
+    path = tmp_path / "w.weights.h5"
+    build_backbone("mobilenet_v3_small", weights="none", input_size=64).save_weights(path)
+    pretrained = build_classifier("mobilenet_v3_small", 2, weights=str(path), input_size=64)
+    moms = [
+        layer.momentum
+        for layer in _all_layers(pretrained)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert max(moms) == 0.999, "a pretrained backbone keeps its own statistics settings"
