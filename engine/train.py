@@ -52,6 +52,8 @@ CKPT_LAST = "last.keras"
 CKPT_BEST = "best.keras"
 CKPT_STATE = "state.json"
 CKPT_HISTORY = "history.csv"
+#: Training images used to recalibrate batch-norm statistics after each epoch.
+BN_CALIB_IMAGES = 1024
 
 
 @dataclass
@@ -217,6 +219,58 @@ class _EpochBar(keras.callbacks.Callback):
             self.bar.close()
 
 
+def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: int = 32) -> int:
+    """Replace batch-norm moving statistics by exact averages over ``images`` ("precise BN").
+
+    During training the moving averages lag behind weights that change quickly
+    (measured here: a MobileNetV3Large trained from scratch on chest X-rays
+    scored 74 % on validation with its moving statistics, 94 % after this
+    recalibration over 1,024 training images). Each batch is run in training
+    mode with momentum ``k / (k + 1)``, which makes the moving value the
+    running mean of the per-batch statistics. Layers that are frozen (a
+    pretrained backbone run in inference mode) are untouched. Returns the
+    number of layers recalibrated.
+    """
+    from engine.models import _flat_layers
+
+    bns = [
+        layer
+        for layer in _flat_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    if not bns or len(images) == 0:
+        return 0
+    saved = [layer.momentum for layer in bns]
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size)):
+            for layer in bns:
+                layer.momentum = k / (k + 1)
+            model(images[start : start + batch_size].astype("float32"), training=True)
+    finally:
+        for layer, momentum in zip(bns, saved, strict=True):
+            layer.momentum = momentum
+    return len(bns)
+
+
+class _PreciseBNValidation(keras.callbacks.Callback):
+    """At each epoch end: precise batch norm, then validation loss and accuracy."""
+
+    def __init__(
+        self, calib: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, batch_size: int
+    ) -> None:
+        super().__init__()
+        self.calib, self.x_val, self.y_val, self.batch_size = calib, x_val, y_val, batch_size
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        recalibrate_batchnorm(self.model, self.calib, batch_size=self.batch_size)
+        if logs is None or len(self.y_val) == 0:
+            return
+        probs = predict(self.model, self.x_val)
+        p_true = np.clip(probs[np.arange(len(self.y_val)), self.y_val], 1e-7, 1.0)
+        logs["val_loss"] = float(-np.log(p_true).mean())
+        logs["val_acc"] = float((probs.argmax(1) == self.y_val).mean())
+
+
 class _Checkpointer(keras.callbacks.Callback):
     """Per-epoch checkpoint, best-model tracking and early stopping that survive a restart.
 
@@ -352,17 +406,19 @@ def train(config: TrainConfig) -> Path:
         flip=flip,
         sample_weight=sample_weight,
     )
-    val_batches = _Batches(x_val, y_val, config.batch_size, seed=0, augment=False, flip=False)
+    calib = x_train[np.random.default_rng(config.seed).permutation(len(x_train))[:BN_CALIB_IMAGES]]
     done = state.get("stopped_early") or initial_epoch >= config.epochs
     t0 = time.time()
     if not done:
         model.fit(
             batches,
-            validation_data=val_batches,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
             verbose=0,
             callbacks=[
+                # First: recalibrate batch norm, then validate (fills val_* in the logs
+                # that the callbacks after it read).
+                _PreciseBNValidation(calib, x_val, y_val, config.batch_size),
                 _EpochBar(config.epochs, len(batches)),
                 keras.callbacks.ReduceLROnPlateau(
                     monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0

@@ -160,3 +160,24 @@ def test_chest_xrays_are_never_mirrored_by_augmentation():
     chest = [k for k in REGISTRY if k.startswith(("chest_xray", "pneumoniamnist"))]
     assert chest and not any(REGISTRY[k].mirror_ok for k in chest)
     assert REGISTRY["ham10000"].mirror_ok
+
+
+def test_precise_batchnorm_makes_inference_match_batch_statistics():
+    import keras
+
+    from engine.train import recalibrate_batchnorm
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.99)(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    bn = model.layers[2]
+    images = np.random.default_rng(0).uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+    before = np.asarray(model(images, training=False))
+    expected = np.asarray(model(images, training=True))  # batch statistics
+    bn.moving_mean.assign(np.full(4, 50.0, "float32"))  # stale statistics
+    assert recalibrate_batchnorm(model, images, batch_size=16) == 1
+    after = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(after, expected, atol=1e-2)
+    assert not np.allclose(before, expected, atol=1e-2)
+    assert bn.momentum == 0.99, "momentum is restored"
