@@ -33,6 +33,7 @@ test: lint
 bench: install
 	$(BIN)/python -m pip install --quiet adversarial-robustness-toolbox
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.recap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -1,0 +1,136 @@
+"""File helpers of the recap pipeline: atomic writes, JSON, provenance of the run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import engine
+
+MANIFEST = "manifest.json"
+RESULTS = "results.csv"
+PER_IMAGE = "per_image.csv"
+CELLS = "cells"
+
+PROJECT_ROOT = Path(engine.__file__).resolve().parents[1]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    A reader (or a run killed at any moment) sees the old file or the new one,
+    never half of it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(obj: Any, *, indent: int | None = None) -> str:
+    """JSON text; numpy scalars/arrays and paths converted; NaN/inf as ``NaN``/``Infinity``.
+
+    (Not strict JSON, but what :func:`json.loads` and JavaScript read back.)
+    """
+    return json.dumps(obj, indent=indent, default=_default, allow_nan=True)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (``NaN``/``Infinity`` accepted)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def git_info() -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout.
+
+    Tolerates a missing ``git`` or a copy that is not a repository.
+    """
+
+    def run(*args: str) -> str | None:
+        try:
+            res = subprocess.run(
+                ["git", *args],
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip()
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU count and the versions of the libraries the numbers depend on."""
+    import cv2
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference between two numbers or nested lists (NaN == NaN, inf == inf).
+
+    ``inf`` when shapes differ or one side is NaN/None and the other is not.
+    """
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return math.inf
+        return max((max_abs_diff(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if a is None or b is None:
+        return 0.0 if a is None and b is None else math.inf
+    x, y = float(a), float(b)
+    if x == y or (math.isnan(x) and math.isnan(y)):
+        return 0.0
+    if math.isnan(x) or math.isnan(y):
+        return math.inf
+    return abs(x - y)
+
+
+def split_seed(meta: Any) -> int | None:
+    """The seed the bundle's splits were made with (``meta.training["seed"]``), if recorded."""
+    training = getattr(meta, "training", None)
+    seed = training.get("seed") if isinstance(training, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None

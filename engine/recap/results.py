@@ -1,0 +1,250 @@
+"""Reading a finished sweep: tables, staleness, and exact reproduction of one cell."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import engine
+from engine import datasets as ds
+from engine.errors import DatasetError, EngineError, ModelError, ParamError
+from engine.models import BUNDLE_MODEL, file_sha256, read_meta
+from engine.recap import _table
+from engine.recap._io import MANIFEST, RESULTS, max_abs_diff, read_json, split_seed
+from engine.recap.spec import parse_spec
+
+__all__ = ["check_stale", "load_manifest", "load_results", "reproduce_cell"]
+
+
+def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``manifest.json`` of a results folder.
+
+    Raises
+    ------
+    EngineError
+        When the folder has no readable manifest.
+    """
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise EngineError(f"{out_dir} holds no sweep results ({MANIFEST} is missing).")
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise EngineError(f"{path} is damaged: {exc}.") from None
+
+
+def load_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table (JSON columns decoded) and the manifest of a sweep.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A folder written by :func:`engine.recap.run_sweep`.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per cell, columns as documented in :mod:`engine.recap`;
+        ``attack_params``, ``defence_params`` are dicts (a list of member
+        dicts for a chain), ``recall_per_class``, ``specificity_per_class``
+        lists, ``confusion``/``confusion_binary`` lists of lists (``None``
+        without a patient view).
+    manifest : dict
+        The parsed ``manifest.json``.
+    """
+    manifest = load_manifest(out_dir)
+    path = Path(out_dir) / RESULTS
+    if not path.is_file():
+        raise EngineError(f"{out_dir} has a manifest but no {RESULTS}.")
+    return _table.decode_json_columns(pd.read_csv(path)), manifest
+
+
+def check_stale(
+    out_dir: str | os.PathLike, bundle_path: str | os.PathLike | None = None
+) -> list[str]:
+    """Reasons why a results folder no longer describes the current model and code.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A folder written by :func:`engine.recap.run_sweep`.
+    bundle_path : str or os.PathLike, optional
+        The bundle the results should describe; default the one recorded in
+        the manifest (when it still exists).
+
+    Returns
+    -------
+    list of str
+        Human-readable reasons; empty when the results are fresh. Checked: the
+        manifest and tables exist, the run is complete, the engine version,
+        the model hash (recorded in the bundle's metadata and of its file),
+        and the spec file (when it still exists at its recorded path).
+    """
+    out = Path(out_dir)
+    try:
+        manifest = load_manifest(out)
+    except EngineError as exc:
+        return [str(exc)]
+    reasons: list[str] = []
+    if not (out / RESULTS).is_file():
+        reasons.append(f"{RESULTS} is missing.")
+    if manifest.get("status") != "complete":
+        cells = manifest.get("cells", {})
+        reasons.append(
+            f"The sweep is partial: {cells.get('done', '?')} of {cells.get('total', '?')} cells "
+            "are done; run the same command again to finish it."
+        )
+    if manifest.get("engine_version") != engine.__version__:
+        reasons.append(
+            f"Made with engine {manifest.get('engine_version')}; this is engine "
+            f"{engine.__version__}."
+        )
+    model = manifest.get("model", {})
+    recorded = model.get("model_sha256")
+    path = Path(bundle_path) if bundle_path is not None else None
+    if path is None and model.get("path") and Path(model["path"]).is_dir():
+        path = Path(model["path"])
+    if path is not None:
+        try:
+            meta = read_meta(path)
+        except ModelError as exc:
+            reasons.append(f"Cannot read the model bundle: {exc}")
+        else:
+            if meta.model_sha256 != recorded:
+                reasons.append(
+                    f"The model differs: {path} has hash {meta.model_sha256[:12]}, the results "
+                    f"were made with {str(recorded)[:12]}."
+                )
+            elif (path / BUNDLE_MODEL).is_file() and file_sha256(path / BUNDLE_MODEL) != recorded:
+                reasons.append(
+                    f"{path / BUNDLE_MODEL} was changed after its bundle was saved (its hash no "
+                    "longer matches its meta.json)."
+                )
+    spec = manifest.get("spec", {})
+    spec_path = spec.get("path")
+    if spec_path and Path(spec_path).is_file():
+        import hashlib
+
+        if hashlib.sha256(Path(spec_path).read_bytes()).hexdigest() != spec.get("sha256"):
+            reasons.append(f"The spec file {spec_path} changed since the sweep ran.")
+    return reasons
+
+
+def reproduce_cell(
+    out_dir: str | os.PathLike,
+    bundle_path: str | os.PathLike,
+    attack: str,
+    eps: float,
+    defence: str,
+    *,
+    data_root: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Recompute one stored cell in memory and compare it with the stored numbers.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A results folder (its ``cells/`` must be present).
+    bundle_path : str or os.PathLike
+        The model bundle; its hash must equal the manifest's.
+    attack : str
+        Attack id of the cell.
+    eps : float
+        Its budget (0 for the clean cell).
+    defence : str
+        The defence setting's key (e.g. ``"jpeg:quality=75"``), or its id
+        when only one setting has it.
+    data_root : str or os.PathLike, optional
+        Data folder searched first.
+    limit : int, optional
+        Recompute only the first ``limit`` images of the run (attacked in the
+        same batches as the run, so the numbers are the same) and compare
+        per-image predictions and confidences; without it the whole cell is
+        recomputed and every metric is compared too.
+
+    Returns
+    -------
+    dict
+        ``attack``, ``eps``, ``defence_key``, ``n_images`` (recomputed),
+        ``max_abs_diff`` (metric -> largest absolute difference; per-image
+        ``confidence`` and ``true_confidence`` included), ``pred_mismatches``
+        (images whose predicted class differs) and ``identical`` (all zero).
+
+    Raises
+    ------
+    EngineError
+        The cell is not stored, the model or data differ from the run's, ...
+    """
+    from engine.recap import sweep  # TensorFlow loads here, not on import
+
+    out = Path(out_dir)
+    manifest = load_manifest(out)
+    spec = parse_spec(manifest["spec"]["text"], source=manifest["spec"].get("path") or "<spec>")
+    setting = spec.defence(defence)
+    attack_setting = spec.attack(attack)
+    eps = float(eps)
+    if eps not in attack_setting.eps:
+        raise ParamError(
+            f"Attack {attack} was run at eps {', '.join(f'{e:g}' for e in attack_setting.eps)} "
+            f"in this sweep; got {eps:g}."
+        )
+    group = _table.group_name(attack, eps)
+    cell_path = _table.cell_file(out, group, setting.key)
+    if not cell_path.is_file():
+        raise EngineError(f"Cell {attack}:{eps:g}:{setting.key} is not stored in {out}.")
+    stored = read_json(cell_path)
+
+    meta = read_meta(bundle_path)
+    if meta.model_sha256 != manifest["model"]["model_sha256"]:
+        raise ModelError(
+            f"{bundle_path} is not the model of this sweep (hash {meta.model_sha256[:12]}, "
+            f"the sweep used {manifest['model']['model_sha256'][:12]})."
+        )
+    splits = ds.load_splits(meta.dataset_id, root=data_root, seed=split_seed(meta))
+    index = splits[spec.split]
+    if index.fingerprint != manifest["data"]["fingerprint"]:
+        raise DatasetError(
+            f"The {spec.split} split found here differs from the sweep's (fingerprint "
+            f"{index.fingerprint[:12]} vs {manifest['data']['fingerprint'][:12]})."
+        )
+    indices = np.asarray(manifest["data"]["indices"], dtype=np.int64)
+    n_all = len(indices)
+    n = n_all
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ParamError(f"limit must be a positive integer; got {limit!r}.")
+        n = min(limit, n_all)
+        # Whole attack batches, so a batch-seeded attack (PGD) sees what the run saw.
+        indices = indices[: min(n_all, math.ceil(n / sweep.ATTACK_BATCH) * sweep.ATTACK_BATCH)]
+    prep = sweep.prepare(spec, bundle_path, data_root=data_root, selected=(index, indices))
+    adv, _ = sweep.attack_images(prep, attack_setting, eps)
+    result = sweep.evaluate_cell(prep, adv, setting)
+    pert = sweep.perturbation(prep.x, adv)
+
+    diffs: dict[str, float] = {}
+    new_pi, old_pi = result["per_image"], stored["per_image"]
+    for key in ("confidence", "true_confidence"):
+        diffs[key] = max_abs_diff(new_pi[key][:n], old_pi[key][:n])
+    mismatches = int(np.sum(np.asarray(new_pi["pred"][:n]) != np.asarray(old_pi["pred"][:n])))
+    if limit is None or n == n_all:
+        for key, value in result["metrics"].items():
+            diffs[key] = max_abs_diff(value, stored["metrics"][key])
+        for key in ("psnr_mean", "ssim_mean"):
+            diffs[key] = max_abs_diff(result[key], stored[key])
+        for key, value in pert.items():
+            diffs[key] = max_abs_diff(value, stored[key])
+    return {
+        "attack": attack,
+        "eps": eps,
+        "defence_key": setting.key,
+        "n_images": n,
+        "max_abs_diff": diffs,
+        "pred_mismatches": mismatches,
+        "identical": mismatches == 0 and all(v == 0 for v in diffs.values()),
+    }
