@@ -676,6 +676,28 @@ def _floats(values: np.ndarray) -> list[float]:
     return [float(v) for v in values]
 
 
+#: The keys of :func:`summarize`, in order (the metric columns of result tables).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "n_images",
+    "accuracy",
+    "macro_recall",
+    "macro_specificity",
+    "recall_per_class",
+    "specificity_per_class",
+    "confusion",
+    "fooling_rate",
+    "mean_confidence",
+    "true_class_confidence",
+    "confusion_binary",
+    "patient_accuracy",
+    "sensitivity",
+    "specificity",
+    "npv",
+    "ppv",
+    "fnr",
+)
+
+
 def summarize(
     y_true: ArrayLike,
     probs: ArrayLike,
@@ -774,4 +796,4 @@ def summarize(
                 math.nan,
             )
         )
-    return out
+    return {key: out[key] for key in SUMMARY_KEYS}

@@ -36,6 +36,7 @@ import numpy as np
 
 import engine
 from engine.errors import ModelError, ParamError
+from engine.fileio import atomic_write_text, json_default
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +432,9 @@ def save_bundle(
         meta.input_size = input_size_of(model)
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
-        (tmp / BUNDLE_META).write_text(json.dumps(asdict(meta), indent=2, default=_json_default))
+        atomic_write_text(
+            tmp / BUNDLE_META, json.dumps(asdict(meta), indent=2, default=json_default)
+        )
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
@@ -443,16 +446,6 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def read_meta(path: str | os.PathLike) -> BundleMeta:

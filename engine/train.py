@@ -37,6 +37,7 @@ from engine import datasets as ds
 from engine import metrics
 from engine.compiled import predict
 from engine.errors import EngineError, ParamError
+from engine.fileio import atomic_write_text
 from engine.models import (
     BUNDLE_HISTORY,
     BundleMeta,
@@ -293,23 +294,17 @@ class _Checkpointer(keras.callbacks.Callback):
             self.state["wait"] = self.state.get("wait", 0) + 1
         self.state["epoch"] = epoch
         _atomic_save(self.model, self.ckpt / CKPT_LAST)
-        _atomic_write(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
+        atomic_write_text(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
         if self.state["wait"] >= self.patience:
             log.info("early stopping: no val_loss improvement for %d epochs", self.patience)
             self.state["stopped_early"] = True
-            _atomic_write(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
+            atomic_write_text(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
             self.model.stop_training = True
 
 
 def _atomic_save(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -428,7 +423,7 @@ def train(config: TrainConfig) -> Path:
         )
     train_seconds = time.time() - t0 + float(state.get("train_seconds", 0.0))
     state["train_seconds"] = train_seconds
-    _atomic_write(ckpt / CKPT_STATE, json.dumps(state, indent=2))
+    atomic_write_text(ckpt / CKPT_STATE, json.dumps(state, indent=2))
 
     if (ckpt / CKPT_BEST).exists():
         model = keras.models.load_model(ckpt / CKPT_BEST, safe_mode=True)

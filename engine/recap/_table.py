@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine import metrics
 from engine.recap._io import CELLS, PER_IMAGE, RESULTS, atomic_write_text, read_json, to_json
 from engine.recap.spec import SweepSpec, parse_spec
 
@@ -38,25 +39,7 @@ ID_COLUMNS = (
     "threat_model",
 )
 #: Keys of :func:`engine.metrics.summarize`, in its order.
-METRIC_COLUMNS = (
-    "n_images",
-    "accuracy",
-    "macro_recall",
-    "macro_specificity",
-    "recall_per_class",
-    "specificity_per_class",
-    "confusion",
-    "fooling_rate",
-    "mean_confidence",
-    "true_class_confidence",
-    "confusion_binary",
-    "patient_accuracy",
-    "sensitivity",
-    "specificity",
-    "npv",
-    "ppv",
-    "fnr",
-)
+METRIC_COLUMNS = metrics.SUMMARY_KEYS
 #: Image-distance and timing columns after the metrics.
 EXTRA_COLUMNS = (
     "pert_l2_mean",

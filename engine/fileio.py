@@ -1,0 +1,53 @@
+"""Small file helpers shared by the engine: atomic writes and JSON with NumPy values."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    A reader (or a run killed at any moment) sees the old file or the new one,
+    never half of it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(obj: Any, *, indent: int | None = None) -> str:
+    """JSON text; numpy scalars/arrays and paths converted; NaN/inf as ``NaN``/``Infinity``.
+
+    (Not strict JSON, but what :func:`json.loads` and JavaScript read back.)
+    """
+    return json.dumps(obj, indent=indent, default=json_default, allow_nan=True)
+
+
+def json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (``NaN``/``Infinity`` accepted)."""
+    return json.loads(path.read_text(encoding="utf-8"))
