@@ -23,7 +23,9 @@ __all__ = [
     "atomic_write_text",
     "git_info",
     "json_default",
+    "portable_path",
     "read_json",
+    "resolve_recorded",
     "to_json",
 ]
 
@@ -33,6 +35,22 @@ PER_IMAGE = "per_image.csv"
 CELLS = "cells"
 
 PROJECT_ROOT = Path(engine.__file__).resolve().parents[1]
+
+
+def portable_path(path: Path) -> str:
+    """``path`` relative to the project root when inside it (so shipped manifests
+    name no machine's folders), else absolute; POSIX separators."""
+    full = Path(path).resolve()
+    try:
+        return full.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def resolve_recorded(path: str) -> Path:
+    """Inverse of :func:`portable_path`: a relative recorded path is under the project root."""
+    p = Path(path)
+    return p if p.is_absolute() else PROJECT_ROOT / p
 
 
 def git_info() -> dict[str, Any]:

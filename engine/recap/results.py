@@ -15,7 +15,14 @@ from engine import datasets as ds
 from engine.errors import DatasetError, EngineError, ModelError, ParamError
 from engine.models import BUNDLE_MODEL, file_sha256, read_meta
 from engine.recap import _table
-from engine.recap._io import MANIFEST, RESULTS, max_abs_diff, read_json, split_seed
+from engine.recap._io import (
+    MANIFEST,
+    RESULTS,
+    max_abs_diff,
+    read_json,
+    resolve_recorded,
+    split_seed,
+)
 from engine.recap.spec import parse_spec
 
 __all__ = ["check_stale", "load_manifest", "load_results", "reproduce_cell"]
@@ -107,8 +114,8 @@ def check_stale(
     model = manifest.get("model", {})
     recorded = model.get("model_sha256")
     path = Path(bundle_path) if bundle_path is not None else None
-    if path is None and model.get("path") and Path(model["path"]).is_dir():
-        path = Path(model["path"])
+    if path is None and model.get("path") and resolve_recorded(model["path"]).is_dir():
+        path = resolve_recorded(model["path"])
     if path is not None:
         try:
             meta = read_meta(path)
@@ -126,8 +133,8 @@ def check_stale(
                     "longer matches its meta.json)."
                 )
     spec = manifest.get("spec", {})
-    spec_path = spec.get("path")
-    if spec_path and Path(spec_path).is_file():
+    spec_path = resolve_recorded(spec["path"]) if spec.get("path") else None
+    if spec_path and spec_path.is_file():
         import hashlib
 
         if hashlib.sha256(Path(spec_path).read_bytes()).hexdigest() != spec.get("sha256"):

@@ -60,6 +60,7 @@ from engine.recap._io import (
     atomic_write_text,
     git_info,
     machine_info,
+    portable_path,
     read_json,
     split_seed,
     to_json,
@@ -423,13 +424,13 @@ def _manifest(
         "spec": {
             "name": spec.name,
             "description": spec.description,
-            "path": str(spec_path.resolve()) if spec_path else None,
+            "path": portable_path(spec_path) if spec_path else None,
             "sha256": spec.sha256,
             "text": spec.text,
         },
         "model": {
             "id": prep.bundle_path.resolve().name,
-            "path": str(prep.bundle_path.resolve()),
+            "path": portable_path(prep.bundle_path),
             "backbone": meta.backbone,
             "weights": meta.weights,
             "dataset_id": meta.dataset_id,
