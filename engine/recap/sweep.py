@@ -609,6 +609,10 @@ def run_sweep(
         if progress is not None:
             progress(done, total)
         previous["cells"] = {"done": done, "total": total}
+        # Where the inputs are is not part of a run's identity; record where they are now.
+        previous.setdefault("model", {})["path"] = portable_path(Path(bundle_path))
+        if spec.path is not None:
+            previous.setdefault("spec", {})["path"] = portable_path(Path(spec.path))
         _finish(out, previous, done, 0, started, t_start, complete=True)
         return out
 
