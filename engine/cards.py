@@ -12,12 +12,15 @@ import argparse
 import csv
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine import datasets
+from engine.bundle import BUNDLE_HISTORY, BundleMeta, read_meta
 from engine.errors import EngineError
-from engine.models import BUNDLE_HISTORY, BundleMeta, read_meta
 
 CARD = "card.md"
 
@@ -160,6 +163,69 @@ def write_card(bundle: str | Path) -> Path:
     path = Path(bundle) / CARD
     path.write_text(model_card(bundle))
     return path
+
+
+# --------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class DatasetCard:
+    """What the dashboard shows about a dataset, whether or not its files are here.
+
+    Attributes
+    ----------
+    spec : DatasetSpec
+        The registry entry (title, classes, licence, attribution, caveat...).
+    present : bool
+        True when the data was found (or is generated).
+    location : str
+        Where it was found, or the message saying where it was looked for.
+    counts : dict
+        ``{split: {class: n}}`` when present, else empty.
+    how_to_get : str
+        The download command, or the exact manual steps.
+    """
+
+    spec: datasets.DatasetSpec
+    present: bool
+    location: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    how_to_get: str = ""
+
+
+def dataset_card(dataset_id: str) -> DatasetCard:
+    """A :class:`DatasetCard` for a registered dataset (indexes it when present; no pixels)."""
+    from engine.datasets.download import manual_steps
+
+    spec = datasets.get_dataset(dataset_id)
+    if spec.generated:
+        how = "Generated in code: nothing to download."
+    elif spec.downloadable:
+        how = f"python -m engine.datasets download {spec.id}"
+    else:
+        how = manual_steps(spec)
+    try:
+        splits = datasets.load_splits(spec)
+    except EngineError as exc:
+        return DatasetCard(spec, False, str(exc), {}, how)
+    if spec.generated:
+        location = "generated in code"
+    else:
+        found = [datasets.find_dataset_dir(spec), *map(datasets.find_dataset_dir, spec.parts)]
+        location = ", ".join(dict.fromkeys(str(d) for d in found))
+    counts = {name: datasets.class_counts(idx) for name, idx in splits.items()}
+    return DatasetCard(spec, True, location, counts, how)
+
+
+def sample_refs(
+    index: datasets.SplitIndex, *, per_class: int = 4, seed: int = 0
+) -> dict[str, list[int]]:
+    """A seeded handful of item positions per class of a split (for sample grids)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[int]] = {}
+    for k, name in enumerate(index.classes):
+        where = np.flatnonzero(index.labels == k)
+        take = rng.choice(where, size=min(per_class, len(where)), replace=False)
+        out[name] = sorted(int(i) for i in take)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

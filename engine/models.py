@@ -18,7 +18,6 @@ SHA-256 of ``model.keras`` so that results can tell when they are stale).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -27,22 +26,29 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
 import engine
+from engine.bundle import (
+    BACKBONE_INFO,
+    BUNDLE_META,
+    BUNDLE_MODEL,
+    BundleMeta,
+    file_sha256,
+    read_meta,
+)
+from engine.bundle import (  # re-exported: they live in a TensorFlow-free module
+    BUNDLE_HISTORY as BUNDLE_HISTORY,
+)
+from engine.bundle import short_error as _short
 from engine.errors import ModelError, ParamError
 from engine.fileio import atomic_write_text, json_default
 
 log = logging.getLogger(__name__)
-
-BUNDLE_MODEL = "model.keras"
-BUNDLE_META = "meta.json"
-BUNDLE_HISTORY = "history.csv"
 
 #: Batch-norm momentum for backbones trained from scratch (see build_classifier).
 SCRATCH_BN_MOMENTUM = 0.99
@@ -144,27 +150,23 @@ def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model
     return keras.Model(inputs, x, name="tiny_features")
 
 
+def _spec(backbone_id: str, build: Callable[..., keras.Model]) -> BackboneSpec:
+    info = BACKBONE_INFO[backbone_id]
+    return BackboneSpec(info.id, info.title, info.input_size, info.min_size, info.imagenet, build)
+
+
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenet_v3_large": BackboneSpec(
-        "mobilenet_v3_large",
-        "MobileNetV3 Large",
-        224,
-        32,
-        True,
-        _mobilenet_v3(keras.applications.MobileNetV3Large),
+    "mobilenet_v3_large": _spec(
+        "mobilenet_v3_large", _mobilenet_v3(keras.applications.MobileNetV3Large)
     ),
-    "mobilenet_v3_small": BackboneSpec(
-        "mobilenet_v3_small",
-        "MobileNetV3 Small",
-        224,
-        32,
-        True,
-        _mobilenet_v3(keras.applications.MobileNetV3Small),
+    "mobilenet_v3_small": _spec(
+        "mobilenet_v3_small", _mobilenet_v3(keras.applications.MobileNetV3Small)
     ),
-    "resnet50": BackboneSpec("resnet50", "ResNet50", 224, 32, True, _resnet50),
-    "inception_v3": BackboneSpec("inception_v3", "InceptionV3", 299, 75, True, _inception_v3),
-    "tiny": BackboneSpec("tiny", "Tiny CNN (tests, synthetic set)", 64, 16, False, _tiny),
+    "resnet50": _spec("resnet50", _resnet50),
+    "inception_v3": _spec("inception_v3", _inception_v3),
+    "tiny": _spec("tiny", _tiny),
 }
+assert set(BACKBONES) == set(BACKBONE_INFO), "every backbone needs a builder"
 
 
 def get_backbone(backbone_id: str) -> BackboneSpec:
@@ -262,11 +264,6 @@ def build_backbone(
         raise
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
 def build_classifier(
     backbone_id: str,
     n_classes: int,
@@ -348,30 +345,6 @@ def input_size_of(model: keras.Model) -> int:
 
 # --------------------------------------------------------------------------- bundles
 @dataclass
-class BundleMeta:
-    """Everything needed to use and trust a saved model (``meta.json``)."""
-
-    dataset_id: str
-    classes: list[str]
-    positive: list[str]
-    input_size: int
-    backbone: str
-    weights: str
-    training: dict[str, Any] = field(default_factory=dict)
-    data_fingerprints: dict[str, str] = field(default_factory=dict)
-    clean_metrics: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    created: str = ""
-    model_sha256: str = ""
-    notes: str = ""
-
-    @property
-    def positive_indices(self) -> list[int]:
-        """Indices of the positive ("sick") classes."""
-        return [self.classes.index(c) for c in self.positive]
-
-
-@dataclass
 class Bundle:
     """A loaded model with its metadata."""
 
@@ -392,15 +365,6 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
     }
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_bundle(
@@ -446,19 +410,6 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
-
-
-def read_meta(path: str | os.PathLike) -> BundleMeta:
-    """Read a bundle's ``meta.json`` without loading the model (fast)."""
-    meta_path = Path(path) / BUNDLE_META
-    if not meta_path.is_file():
-        raise ModelError(f"No model bundle at {path}: {BUNDLE_META} is missing.")
-    try:
-        data = json.loads(meta_path.read_text())
-        known = set(BundleMeta.__dataclass_fields__)
-        return BundleMeta(**{k: v for k, v in data.items() if k in known})
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"The model bundle's {meta_path} is damaged: {_short(exc)}") from exc
 
 
 def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:

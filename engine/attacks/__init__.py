@@ -27,16 +27,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import keras
 import numpy as np
 
 from engine import PIXEL_MAX, PIXEL_MIN
 from engine.attacks import fgsm, pgd, targeted_l2
-from engine.compiled import compiled, logits_model
 from engine.errors import ParamError
 from engine.params import build
+
+if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
+    import keras
 
 __all__ = ["REGISTRY", "AttackInfo", "enforce_budget", "run_attack"]
 
@@ -294,6 +295,8 @@ def run_attack(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive integer; got {batch_size!r}.")
     images = _check_images(images)
+    from engine.compiled import compiled, logits_model
+
     lm = logits_model(model)
     comp = compiled(lm)
     k = comp.num_classes

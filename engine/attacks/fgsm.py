@@ -13,9 +13,8 @@ gradient::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import keras
 import numpy as np
 
 from engine.attacks._common import (
@@ -25,8 +24,12 @@ from engine.attacks._common import (
     class_labels,
     like_input,
 )
-from engine.compiled import Compiled, compiled
 from engine.params import Param, validate
+
+if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
+    import keras
+
+    from engine.compiled import Compiled
 
 __all__ = ["FGSMParams", "attack", "fgsm_step"]
 
@@ -107,5 +110,7 @@ def attack(
     x = as_float(images)
     targeted = params.target is not None
     y = class_labels(labels, len(x), params.target)
+    from engine.compiled import compiled
+
     adv = fgsm_step(compiled(model), x, y, params.eps, targeted=targeted)
     return like_input(adv, images)

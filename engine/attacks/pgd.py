@@ -18,9 +18,8 @@ image and onto [0, 255]::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import keras
 import numpy as np
 
 from engine.attacks._common import (
@@ -32,8 +31,10 @@ from engine.attacks._common import (
     project_linf,
 )
 from engine.attacks.fgsm import fgsm_step
-from engine.compiled import compiled
 from engine.params import Param, validate
+
+if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
+    import keras
 
 __all__ = ["PGDParams", "attack"]
 
@@ -114,6 +115,8 @@ def attack(
     >>> adv = attack(model, images, labels, PGDParams(eps=8, steps=10))  # doctest: +SKIP
     """
     clean = as_float(images)
+    from engine.compiled import compiled
+
     comp = compiled(model)
     targeted = params.target is not None
     y = class_labels(labels, len(clean), params.target)

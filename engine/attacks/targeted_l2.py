@@ -26,9 +26,8 @@ was only just reached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import keras
 import numpy as np
 
 from engine.attacks._common import (
@@ -39,8 +38,10 @@ from engine.attacks._common import (
     like_input,
     project_linf,
 )
-from engine.compiled import compiled
 from engine.params import Param, validate
+
+if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
+    import keras
 
 __all__ = ["TargetedL2Params", "attack"]
 
@@ -111,6 +112,8 @@ def attack(
     >>> adv = attack(model, images, labels, TargetedL2Params(eps=8, target=3))  # doctest: +SKIP
     """
     clean = as_float(images)
+    from engine.compiled import compiled
+
     comp = compiled(model)
     target = class_labels(labels, len(clean), params.target)
     adv = clean.copy()

@@ -134,14 +134,19 @@ from __future__ import annotations
 from engine.recap._table import COLUMNS, JSON_COLUMNS, PER_IMAGE_COLUMNS
 from engine.recap.results import check_stale, load_manifest, load_results, reproduce_cell
 from engine.recap.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec, parse_spec
-from engine.recap.sweep import (
-    ATTACK_BATCH,
-    THREAT_ADAPTIVE,
-    THREAT_CLEAN,
-    THREAT_TRANSFER,
-    SweepIdentityError,
-    run_sweep,
-)
+from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER
+
+_LAZY = ("ATTACK_BATCH", "SweepIdentityError", "run_sweep")
+
+
+def __getattr__(name: str) -> object:
+    """Load the sweep (and TensorFlow) only when it is used, not on import."""
+    if name in _LAZY:
+        from engine.recap import sweep
+
+        return getattr(sweep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ATTACK_BATCH",

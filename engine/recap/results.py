@@ -12,8 +12,8 @@ import pandas as pd
 
 import engine
 from engine import datasets as ds
+from engine.bundle import BUNDLE_MODEL, file_sha256, read_meta
 from engine.errors import DatasetError, EngineError, ModelError, ParamError
-from engine.models import BUNDLE_MODEL, file_sha256, read_meta
 from engine.recap import _table
 from engine.recap._io import (
     MANIFEST,

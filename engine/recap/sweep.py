@@ -48,9 +48,10 @@ from engine import attacks as _attacks
 from engine import datasets as ds
 from engine import defences as dfn
 from engine import metrics
+from engine.bundle import BUNDLE_MODEL, BundleMeta, file_sha256, read_meta
 from engine.compiled import predict
 from engine.errors import DatasetError, ParamError
-from engine.models import BUNDLE_MODEL, BundleMeta, file_sha256, load_bundle, read_meta
+from engine.models import load_bundle
 from engine.recap import _table
 from engine.recap._io import (
     CELLS,
@@ -66,6 +67,7 @@ from engine.recap._io import (
     to_json,
 )
 from engine.recap.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec
+from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,6 @@ __all__ = [
     "select",
 ]
 
-THREAT_CLEAN = "clean (no attack)"
-THREAT_TRANSFER = "crafted on the undefended model, tested through the defence"
-THREAT_ADAPTIVE = "adaptive (through the defence)"
 #: Images per attack call. Part of a run's identity: PGD's random start is drawn
 #: per batch, so the batch size changes its numbers.
 ATTACK_BATCH = 64
