@@ -1,0 +1,271 @@
+"""engine.charts: traces, hover text, titles and units of the dashboard's figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from engine import charts, views
+from engine.errors import ParamError
+from engine.threat import THREAT_TRANSFER
+from tests.test_views import ACC, make_table
+
+MANIFEST = {"model": {"classes": ["ok", "bad"], "positive": ["bad"]}}
+
+
+@pytest.fixture
+def table():
+    return make_table()
+
+
+def _annotations(fig: go.Figure) -> str:
+    return " | ".join(a.text or "" for a in fig.layout.annotations)
+
+
+def _title(fig: go.Figure) -> str:
+    return fig.layout.title.text.replace("<br>", " ")
+
+
+def _subtitle(fig: go.Figure) -> str:
+    return fig.layout.title.subtitle.text.replace("<br>", " ")
+
+
+# --------------------------------------------------------------------------- metric vs eps
+
+
+def test_metric_vs_eps_one_trace_per_setting(table):
+    keys = ["none", "median:kernel=3", "median:kernel=5", "nlm+median:kernel=3"]
+    fig = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=keys)
+    assert len(fig.data) == len(keys)
+    assert [t.name for t in fig.data] == [views.setting_label(k) for k in keys]
+    none = fig.data[0]
+    assert list(none.x) == [0.0, 4.0, 8.0]
+    assert list(none.y) == pytest.approx([0.90, 0.30, 0.10])
+
+
+def test_metric_vs_eps_units_hover_and_threat_model(table):
+    fig = charts.metric_vs_eps(
+        table, metric="accuracy", attack="fgsm", defence_keys=["none", "median:kernel=5"]
+    )
+    assert fig.layout.xaxis.title.text == "ε (L∞, 0–255 pixel levels)"
+    assert fig.layout.yaxis.title.text == "Accuracy (%)"
+    assert fig.layout.yaxis.tickformat == ".0%"
+    assert "FGSM" in _title(fig)
+    subtitle = _subtitle(fig)
+    assert THREAT_TRANSFER in subtitle and "Athalye" in subtitle
+    hover = fig.data[1].hovertext[2]  # median:kernel=5 at eps 8
+    assert "Images evaluated: 50" in hover
+    assert "Accuracy: 50.00 %" in hover
+    assert "Median(kernel=5)" in hover  # the full defence label
+    assert f"Threat model: {THREAT_TRANSFER}" in hover
+    assert fig.data[0].hovertemplate == "%{hovertext}<extra></extra>"
+
+
+def test_no_defence_is_dark_and_families_share_a_colour(table):
+    keys = ["none", "median:kernel=3", "median:kernel=5", "jpeg:quality=50"]
+    fig = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=keys)
+    colours = [t.line.color for t in fig.data]
+    assert colours[0] == charts.FAMILY_COLOURS["none"] == "#222222"
+    assert colours[1] == colours[2] == charts.family_colour("median")
+    assert len(set(colours)) == 3
+    assert fig.data[1].line.dash != fig.data[2].line.dash  # same family, told apart by dash
+    assert charts.family_colour("nlm+median") != charts.family_colour("nlm")
+    assert charts.family_colour("unknown") == charts.family_colour("unknown")  # stable
+
+
+def test_metric_vs_eps_gaps_for_infinite_psnr(table):
+    fig = charts.metric_vs_eps(table, metric="psnr_mean", attack="fgsm", defence_keys=["none"])
+    assert fig.data[0].y[0] is None  # inf: identical images
+    assert fig.layout.yaxis.title.text == "PSNR (dB)"
+    assert "infinite" in _subtitle(fig)
+
+
+def test_metric_vs_eps_errors(table):
+    with pytest.raises(ParamError, match=r"Unknown metric 'auc'; known: accuracy"):
+        charts.metric_vs_eps(table, metric="auc", attack="fgsm", defence_keys=["none"])
+    with pytest.raises(ParamError, match=r"Unknown attack 'cw'; this table has: fgsm, pgd"):
+        charts.metric_vs_eps(table, metric="accuracy", attack="cw", defence_keys=["none"])
+    with pytest.raises(ParamError, match=r"Unknown defence setting 'bm3d'.*: none, median"):
+        charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=["bm3d"])
+    with pytest.raises(ParamError, match="at least one defence setting"):
+        charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=[])
+
+
+# --------------------------------------------------------------------------- two panel
+
+
+def test_two_panel_model_and_patient(table):
+    fig = charts.two_panel(table, attack="fgsm", defence_key="median:kernel=3", manifest=MANIFEST)
+    assert len(fig.data) == 8
+    left = [t for t in fig.data if t.xaxis == "x"]
+    right = [t for t in fig.data if t.xaxis == "x2"]
+    assert [t.name.split(" (")[0] for t in left] == [
+        "Accuracy",
+        "Macro recall",
+        "Macro specificity",
+        "Fooling rate",
+    ]
+    assert [t.name.split(" (")[0] for t in right] == [
+        "Accuracy",
+        "Sensitivity",
+        "NPV",
+        "False-negative rate",
+    ]
+    assert all(t.legend == "legend2" for t in right)
+    titles = _annotations(fig)
+    assert "Model performance" in titles and "sick = bad" in titles
+    assert "Median kernel=3" in _title(fig)
+    assert fig.layout.xaxis2.title.text == views.EPS_AXIS
+    fnr = right[3]
+    assert fnr.line.dash == "dash"  # lower is better
+    assert list(fnr.y) == pytest.approx([1 - 0.90, 1 - 0.65, 1 - 0.45])
+
+
+def test_two_panel_without_patient_view():
+    fig = charts.two_panel(make_table(patient=False), attack="fgsm")
+    assert len(fig.data) == 4
+    assert {t.xaxis for t in fig.data} == {"x"}
+    assert "No patient view" in _subtitle(fig)
+
+
+def test_patient_metric_undefined_is_said(table):
+    fig = charts.metric_vs_eps(
+        make_table(patient=False), metric="sensitivity", attack="fgsm", defence_keys=["none"]
+    )
+    assert "no “sick” classes" in _subtitle(fig)
+    assert "Undefined for this dataset" in _annotations(fig)
+
+
+# --------------------------------------------------------------------------- metric vs param
+
+
+def test_metric_vs_param_with_reference_lines(table):
+    fig = charts.metric_vs_param(
+        table, metric="accuracy", attack="fgsm", eps=8, family="nlm", param="h"
+    )
+    assert len(fig.data) == 1
+    assert list(fig.data[0].x) == [5, 10]
+    assert list(fig.data[0].y) == pytest.approx([0.30, 0.35])
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.y0 for s in lines) == pytest.approx([0.10, 0.90])  # no defence, clean
+    assert any(s.line.dash == "dash" and s.y0 == pytest.approx(0.10) for s in lines)
+    assert "no defence: 10.0 %" in _annotations(fig)
+    assert "h_color varies with h" in _subtitle(fig)
+    assert "Strength on lightness" in fig.layout.xaxis.title.text
+
+
+def test_metric_vs_param_maps_eps_and_rejects_unknown_params(table):
+    fig = charts.metric_vs_param(
+        table, metric="accuracy", attack="fgsm", eps=7, family="median", param="kernel"
+    )
+    assert "ε 8" in _title(fig)
+    assert "ε 7 is not precomputed; showing ε 8 (nearest)" in _subtitle(fig)
+    with pytest.raises(ParamError, match=r"Median blur has no parameter 'sigma'.*known: kernel"):
+        charts.metric_vs_param(
+            table, metric="accuracy", attack="fgsm", eps=8, family="median", param="sigma"
+        )
+
+
+# --------------------------------------------------------------------------- trade-off
+
+
+def test_tradeoff_points_and_guides(table):
+    fig = charts.tradeoff(table, attack="fgsm", eps=8)
+    points = {
+        label: (x, y)
+        for t in fig.data
+        for label, x, y in zip(t.text, t.x, t.y, strict=True)
+        if t.name != "No defence"
+    }
+    assert len(points) == len(ACC) - 1
+    x, y = points["Median kernel=5"]
+    assert (x, y) == (pytest.approx(20.0), pytest.approx(40.0))  # percentage points
+    assert points["JPEG quality=50"][1] == pytest.approx(-5.0)
+    assert "top-left" in _title(fig)
+    assert "percentage points" in fig.layout.xaxis.title.text
+    guides = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(guides) == 2  # x = 0 and y = 0
+    origin = next(t for t in fig.data if t.name == "No defence")
+    assert (origin.x[0], origin.y[0]) == (0.0, 0.0)
+    assert origin.marker.color == charts.FAMILY_COLOURS["none"]
+    assert any(
+        "Images evaluated: 50" in h for t in fig.data if t.name != "No defence" for h in t.hovertext
+    )
+
+
+# --------------------------------------------------------------------------- single cells
+
+
+def test_confusion_heatmap_row_normalised_with_counts():
+    fig = charts.confusion_heatmap([[3, 1], [0, 4]], ["ok", "bad"], title="Clean")
+    heat = fig.data[0]
+    assert np.allclose(np.asarray(heat.z, dtype=float), [[75.0, 25.0], [0.0, 100.0]])
+    assert list(heat.text[0]) == ["75.0 %", "25.0 %"]
+    assert "1 images" in heat.hovertext[0][1] and "predicted bad" in heat.hovertext[0][1]
+    assert fig.layout.yaxis.title.text == "True class"
+    assert fig.layout.xaxis.title.text == "Predicted class"
+    assert fig.layout.yaxis.autorange == "reversed"  # first class on top, as printed
+
+
+def test_confusion_heatmap_patient_default_labels_and_empty_rows():
+    fig = charts.confusion_heatmap([[5, 0], [0, 0]], title="Patient view")
+    heat = fig.data[0]
+    assert list(heat.x) == ["healthy", "sick"]
+    assert list(heat.text[1]) == ["–", "–"]  # no sick patients: shares undefined
+
+
+def test_confusion_heatmap_errors():
+    with pytest.raises(ParamError, match="no “sick” classes"):
+        charts.confusion_heatmap(None, title="x")
+    with pytest.raises(ParamError, match=r"cm is 2 x 2 but 3 classes"):
+        charts.confusion_heatmap([[1, 0], [0, 1]], ["a", "b", "c"], title="x")
+    with pytest.raises(ParamError, match="square"):
+        charts.confusion_heatmap([[1, 0, 2]], ["a"], title="x")
+
+
+def test_topk_bars():
+    fig = charts.topk_bars([0.1, 0.6, 0.3], ["a", "b", "c"], k=2, title="t", true_label="a")
+    bar = fig.data[0]
+    assert list(bar.y) == ["b", "c"]  # most probable first
+    assert list(bar.x) == pytest.approx([0.6, 0.3])
+    assert bar.marker.color[0] == "#d62728"  # wrong top prediction
+    assert _subtitle(fig) == "Wrong: the true class is a (10.0 %, rank 3)"
+    fig = charts.topk_bars([0.1, 0.6, 0.3], ["a", "b", "c"], k=5, title="t", true_label=1)
+    assert len(fig.data[0].y) == 3 and fig.data[0].marker.color[0] == "#2ca02c"
+    with pytest.raises(ParamError, match="one probability per class"):
+        charts.topk_bars([0.5, 0.5], ["a", "b", "c"], title="t")
+    with pytest.raises(ParamError, match="Unknown true label 'z'"):
+        charts.topk_bars([0.5, 0.5], ["a", "b"], title="t", true_label="z")
+
+
+def test_overlay_live_adds_one_trace(table):
+    fig = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=["none"])
+    live = [
+        {"eps": 8, "accuracy": 0.125, "n_images": 8},
+        {"eps": 0, "accuracy": 0.875, "n_images": 8},
+    ]
+    out = charts.overlay_live(fig, live, metric="accuracy")
+    assert out is fig and len(fig.data) == 2
+    trace = fig.data[-1]
+    assert trace.name == "live (8 images)"
+    assert list(trace.x) == [0, 8]  # sorted
+    assert list(trace.y) == pytest.approx([0.875, 0.125])
+    assert "Images evaluated: 8" in trace.hovertext[0]
+    panel = charts.two_panel(table, attack="fgsm")
+    charts.overlay_live(
+        panel, [{"h": 5, "sensitivity": 0.5}], metric="sensitivity", x="h", row=1, col=2
+    )
+    assert panel.data[-1].xaxis == "x2" and panel.data[-1].name == "live (a few images)"
+    with pytest.raises(ParamError, match=r"Live result 0 has no 'accuracy'; it has: eps"):
+        charts.overlay_live(fig, [{"eps": 1}], metric="accuracy")
+
+
+def test_chart_configs():
+    assert charts.CHART_CONFIG["toImageButtonOptions"]["format"] == "png"
+    assert charts.CHART_CONFIG["toImageButtonOptions"]["scale"] == 2
+    assert charts.CHART_CONFIG["toImageButtonOptions"]["filename"]
+    assert charts.CHART_CONFIG_SVG["toImageButtonOptions"]["format"] == "svg"
+    assert charts.chart_config("recap_fgsm")["toImageButtonOptions"]["filename"] == "recap_fgsm"
+    with pytest.raises(ParamError, match="Unknown image format 'gif'"):
+        charts.chart_config(fmt="gif")
