@@ -1,0 +1,699 @@
+"""The "Live lab" and the "Explorer" mini sweep: attack one image, or a few, and defend them.
+
+:func:`run_lab` takes one image of any size, resizes it to the model's input,
+crafts an adversarial version with a registered attack (through
+:func:`engine.attacks.run_attack`, which enforces the budget), passes it
+through a defence and reports the three predictions, the perturbation (raw and
+amplified for display), its size and the image similarity, with timings.
+:func:`run_mini_sweep` does the same for a small batch over several budgets and
+defences and returns one metrics row per (eps, defence) cell.
+
+Threat model
+------------
+Attacks are crafted on the **undefended** model and then tested through the
+defence (the transfer, "grey-box" setting): see :data:`engine.threat.THREAT_TRANSFER`. This
+overstates what a defence achieves against an attacker who knows it is there
+(Athalye, Carlini & Wagner 2018); see :mod:`engine.defences`.
+
+Importing this module is cheap: it never imports TensorFlow or Keras at import
+time (the dashboard runs the functions in a separate model worker process,
+:mod:`engine.worker`, and only needs the result types here). TensorFlow loads
+when a function runs.
+
+Pixels follow the engine convention (see :mod:`engine`): RGB ``uint8`` 0-255,
+``eps`` in the same units.
+
+Example
+-------
+>>> from engine.models import load_bundle                          # doctest: +SKIP
+>>> bundle = load_bundle("assets/models/chest_xray__mobilenet_v3_large")  # doctest: +SKIP
+>>> res = run_lab(bundle.model, bundle.meta.classes, image, attack="pgd",
+...               attack_params={"eps": 4}, defence="nlm+bilateral+guided")  # doctest: +SKIP
+>>> res.flipped, res.restored, res.linf <= 4                       # doctest: +SKIP
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine import defences as dfn
+from engine import metrics
+from engine.errors import ImageError, ModelError, ParamError
+from engine.images import resize_image
+from engine.params import as_dict, build
+from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
+
+if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
+    import keras
+
+__all__ = [
+    "LABEL_FROM_MODEL",
+    "LABEL_TRUE",
+    "THREAT_CLEAN",
+    "THREAT_TRANSFER",
+    "TOP_K",
+    "DefenceLike",
+    "LabResult",
+    "Prediction",
+    "ProgressFn",
+    "run_lab",
+    "run_mini_sweep",
+]
+
+#: ``label_source`` when the caller gave the true class.
+LABEL_TRUE = "true label"
+#: ``label_source`` when the attack moved away from the model's own clean prediction.
+LABEL_FROM_MODEL = "model's clean prediction"
+#: Number of classes listed in :attr:`Prediction.top_k` (fewer if the model has fewer).
+TOP_K = 5
+#: Largest gain accepted for the perturbation view.
+MAX_GAIN = 255.0
+
+#: ``progress(done, total, message)``, called after each unit of work.
+ProgressFn = Callable[[int, int, str], None]
+#: What a defence argument accepts: ``None`` (no defence), a registry id string
+#: (``"nlm"``, ``"nlm+bilateral+guided"``), a spec from :func:`engine.defences.to_spec`
+#: (dict, or list of dicts for a chain) or a :class:`engine.defences.Defence`.
+DefenceLike = dfn.Defence | str | Mapping[str, Any] | Sequence[Any] | None
+
+
+# --------------------------------------------------------------------------- result types
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """The model's output for one image.
+
+    Attributes
+    ----------
+    probs : np.ndarray
+        ``(C,)`` float32 softmax probabilities.
+    label : int
+        Index of the most probable class.
+    confidence : float
+        Probability of ``label``.
+    top_k : list of (int, float)
+        The :data:`TOP_K` most probable classes with their probabilities,
+        most probable first.
+    """
+
+    probs: np.ndarray
+    label: int
+    confidence: float
+    top_k: list[tuple[int, float]]
+
+    @classmethod
+    def from_probs(cls, probs: np.ndarray) -> Prediction:
+        """Build from one row of probabilities."""
+        p = np.asarray(probs, dtype=np.float32).reshape(-1)
+        order = np.argsort(-p, kind="stable")[: min(TOP_K, len(p))]
+        label = int(order[0])
+        return cls(
+            probs=p,
+            label=label,
+            confidence=float(p[label]),
+            top_k=[(int(i), float(p[i])) for i in order],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LabResult:
+    """Everything the Live lab shows for one attacked and defended image.
+
+    Images are ``(H, W, 3)`` uint8 RGB at the model's input size. Distances
+    are in 0-255 units and measured against :attr:`original` (the resized
+    upload).
+
+    Attributes
+    ----------
+    original, adversarial, defended : np.ndarray
+        The resized input, the attacked image, and the attacked image after
+        the defence.
+    perturbation_view : np.ndarray
+        ``clip(128 + perturbation_gain * (adversarial - original), 0, 255)``
+        as uint8: mid-grey where nothing changed.
+    perturbation_gain : float
+        Amplification of the view (a power of two chosen so that the largest
+        change shows as about ±128, unless the caller fixed it).
+    perturbation_scale : str
+        How to read the view, e.g. ``"mid-grey = no change, lighter = raised,
+        darker = lowered; ×16, so ±8 levels show as ±128"``.
+    pred_clean, pred_adv, pred_defended : Prediction
+        Model outputs on the three images.
+    true_label : int or None
+        The true class when the caller gave it.
+    label_source : str
+        :data:`LABEL_TRUE` or :data:`LABEL_FROM_MODEL`: which label an
+        untargeted attack moved away from.
+    attack_label : int
+        That label.
+    flipped : bool
+        The attack changed the predicted class (``pred_adv.label !=
+        pred_clean.label``).
+    restored : bool
+        The attack flipped the prediction and the defence gave the clean
+        prediction back.
+    linf, l2 : float
+        L-infinity and L2 norms of ``adversarial - original``.
+    l0_share : float
+        Share of pixels with any channel changed, in [0, 1].
+    psnr_adv, ssim_adv : float
+        PSNR (dB, ``inf`` when identical) and SSIM of the adversarial image
+        against the original.
+    psnr_defended, ssim_defended : float
+        The same for the defended image.
+    timings : dict of str to float
+        Milliseconds spent in ``"resize"``, ``"attack"``, ``"defence"``,
+        ``"predict"`` (all model forward passes) and ``"total"``.
+    attack : str
+        Attack id (a key of ``engine.attacks.REGISTRY``).
+    attack_title : str
+        Its display name.
+    attack_params : dict
+        Every declared parameter of the attack, defaults filled in.
+    defence : str
+        :func:`engine.defences.describe` of the defence (``"None"`` without one).
+    defence_title : str
+        Its short name, e.g. ``"NLM → Bilateral → Guided"``.
+    defence_spec : dict or list
+        :func:`engine.defences.to_spec` of the defence (JSON-able).
+    threat_model : str
+        :data:`THREAT_TRANSFER`, or :data:`THREAT_CLEAN` when the budget is
+        below one grey level (nothing can change).
+    classes : list of str
+        Class names, indexed like the probabilities.
+    original_size : tuple of int
+        ``(height, width)`` of the image before resizing.
+    """
+
+    original: np.ndarray
+    adversarial: np.ndarray
+    defended: np.ndarray
+    perturbation_view: np.ndarray
+    perturbation_gain: float
+    perturbation_scale: str
+    pred_clean: Prediction
+    pred_adv: Prediction
+    pred_defended: Prediction
+    true_label: int | None
+    label_source: str
+    attack_label: int
+    flipped: bool
+    restored: bool
+    linf: float
+    l2: float
+    l0_share: float
+    psnr_adv: float
+    ssim_adv: float
+    psnr_defended: float
+    ssim_defended: float
+    timings: dict[str, float]
+    attack: str
+    attack_title: str
+    attack_params: dict[str, Any]
+    defence: str
+    defence_title: str
+    defence_spec: dict[str, Any] | list[dict[str, Any]]
+    threat_model: str
+    classes: list[str] = field(default_factory=list)
+    original_size: tuple[int, int] = (0, 0)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _input_hw(comp: Any) -> tuple[int, int]:
+    h, w = comp.input_shape[0], comp.input_shape[1]
+    if h is None or w is None:
+        raise ModelError(
+            "The lab needs a model with a fixed input size; this one accepts any size "
+            f"({comp.input_shape})."
+        )
+    return int(h), int(w)
+
+
+def _check_classes(classes: Sequence[str], k: int) -> list[str]:
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise ParamError(f"classes must be a list of {k} class names; got {classes!r}.")
+    names = [str(c) for c in classes]
+    if len(names) != k:
+        raise ParamError(
+            f"classes must name the model's {k} outputs; got {len(names)} names ({names})."
+        )
+    return names
+
+
+def _check_label(label: Any, k: int) -> int | None:
+    if label is None:
+        return None
+    if isinstance(label, bool) or not isinstance(label, int | np.integer):
+        raise ParamError(f"label must be a class index in [0, {k - 1}] or None; got {label!r}.")
+    if not 0 <= int(label) < k:
+        raise ParamError(f"label must be a class index in [0, {k - 1}] or None; got {label}.")
+    return int(label)
+
+
+def _attack_info(attack: Any) -> Any:
+    from engine.attacks import REGISTRY
+
+    info = REGISTRY.get(attack) if isinstance(attack, str) else None
+    if info is None:
+        raise ParamError(f"Unknown attack {attack!r}; known: {', '.join(REGISTRY)}.")
+    return info
+
+
+def _attack_values(info: Any, attack_params: Any) -> dict[str, Any]:
+    if attack_params is None:
+        return {}
+    if isinstance(attack_params, info.params_cls):
+        return as_dict(attack_params)
+    if isinstance(attack_params, Mapping):
+        return dict(attack_params)
+    raise ParamError(
+        f"{info.title}: attack_params must be a dict of parameters; "
+        f"got {type(attack_params).__name__}."
+    )
+
+
+def _defence(defence: DefenceLike) -> dfn.Defence:
+    if defence is None:
+        return dfn.Identity()
+    if isinstance(defence, dfn.Defence):
+        return defence
+    return dfn.from_spec(defence)
+
+
+def _check_image(image: Any, name: str = "image") -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ImageError(
+            f"{name} must be a numpy uint8 RGB array (H, W, 3) in 0-255; "
+            f"got {type(image).__name__} (decode uploads with engine.images.decode_image)."
+        )
+    if image.dtype != np.uint8:
+        raise ImageError(
+            f"{name} must hold uint8 pixels in 0-255; got dtype {image.dtype} "
+            "(decode uploads with engine.images.decode_image)."
+        )
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
+        raise ImageError(
+            f"{name} must be one image shaped (H, W, 3), (H, W) or (H, W, 1); "
+            f"got shape {image.shape}."
+        )
+    return image
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _eps_text(eps: float) -> str:
+    return f"{eps:g}"
+
+
+# --------------------------------------------------------------------------- display helpers
+
+
+def _auto_gain(linf: float) -> float:
+    """Power of two (1 to 128) mapping a change of ``linf`` levels to about ±128."""
+    if linf <= 0:
+        return 1.0
+    return float(2 ** min(7, max(0, math.floor(math.log2(128.0 / linf)))))
+
+
+def _scale_text(gain: float, linf: float) -> str:
+    head = "mid-grey = no change, lighter = raised, darker = lowered"
+    if linf <= 0:
+        return f"{head}; the attack changed no pixel"
+    if gain == 1:
+        return f"{head}; ×1 (not amplified)"
+    return f"{head}; ×{gain:g}, so ±{128.0 / gain:g} levels show as ±128"
+
+
+def _perturbation_view(delta: np.ndarray, gain: float) -> np.ndarray:
+    view = 128.0 + gain * delta.astype(np.float32)
+    return np.clip(np.rint(view), 0, 255).astype(np.uint8)
+
+
+def _similarity(ref: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    p = metrics.psnr(ref, other)
+    try:
+        s = metrics.ssim(ref, other)
+    except ParamError:  # smaller than the SSIM window: undefined, not an error
+        s = math.nan
+    return p, s
+
+
+# --------------------------------------------------------------------------- live lab
+
+
+def run_lab(
+    model: keras.Model,
+    classes: Sequence[str],
+    image: np.ndarray,
+    *,
+    label: int | None = None,
+    attack: str = "fgsm",
+    attack_params: Mapping[str, Any] | Any | None = None,
+    defence: DefenceLike = None,
+    gain: float | None = None,
+) -> LabResult:
+    """Attack one image, defend it, and report what the model sees at each stage.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A loaded classifier (e.g. ``engine.models.load_bundle(path).model``)
+        with a fixed input size; its preprocessing is inside (0-255 RGB in).
+        Never mutated.
+    classes : sequence of str
+        Class names, one per model output.
+    image : np.ndarray
+        One uint8 image of any size, ``(H, W, 3)`` RGB (or grey ``(H, W)``,
+        ``(H, W, 1)``), resized to the model's input with
+        :func:`engine.images.resize_image` (aspect ratio not kept).
+    label : int or None, default=None
+        True class index. ``None``: untargeted attacks move away from the
+        model's own clean prediction instead (recorded in
+        :attr:`LabResult.label_source`).
+    attack : str, default="fgsm"
+        A key of ``engine.attacks.REGISTRY``.
+    attack_params : dict or parameter dataclass, optional
+        The attack's parameters (e.g. ``{"eps": 8}``); missing ones take their
+        declared defaults.
+    defence : None, str, dict, list or Defence, default=None
+        ``None`` for no defence, or anything :func:`engine.defences.from_spec`
+        accepts (a dict for one defence, a list for a chain, an id string).
+    gain : float, optional
+        Amplification of :attr:`LabResult.perturbation_view` in [1, 255];
+        default: a power of two that shows the largest change as about ±128.
+
+    Returns
+    -------
+    LabResult
+
+    Raises
+    ------
+    ImageError
+        If ``image`` is not a uint8 image array.
+    ParamError
+        Unknown attack or defence, invalid parameters, a label or target
+        outside the model's classes, ``classes`` not matching the model.
+    ModelError
+        If the model does not follow the classifier contract or has no fixed
+        input size.
+    """
+    t_start = time.perf_counter()
+    from engine.attacks import run_attack
+    from engine.compiled import compiled
+
+    # Validate everything cheap before any model work.
+    info = _attack_info(attack)
+    params = build(info.params_cls, _attack_values(info, attack_params), owner=info.title)
+    defence_obj = _defence(defence)
+    image = _check_image(image)
+    if gain is not None and (
+        isinstance(gain, bool)
+        or not isinstance(gain, int | float)
+        or not math.isfinite(gain)
+        or not 1.0 <= gain <= MAX_GAIN
+    ):
+        raise ParamError(f"gain must be a number in [1, {MAX_GAIN:g}]; got {gain!r}.")
+    comp = compiled(model)
+    k = comp.num_classes
+    names = _check_classes(classes, k)
+    true_label = _check_label(label, k)
+    h, w = _input_hw(comp)
+    no_defence = isinstance(defence_obj, dfn.Identity)
+
+    t = time.perf_counter()
+    original = resize_image(image, (h, w))
+    t_resize = time.perf_counter() - t
+    t_predict = 0.0
+
+    # The attack's reference label: the true class, or else the clean prediction.
+    p_clean = None
+    if true_label is None:
+        t = time.perf_counter()
+        p_clean = comp.probs(original[None])[0]
+        t_predict += time.perf_counter() - t
+        attack_label = int(np.argmax(p_clean))
+    else:
+        attack_label = true_label
+
+    t = time.perf_counter()
+    adversarial = run_attack(info.id, model, original[None], np.array([attack_label]), params)[0]
+    t_attack = time.perf_counter() - t
+
+    t = time.perf_counter()
+    defended = adversarial.copy() if no_defence else defence_obj(adversarial)
+    t_defence = time.perf_counter() - t
+
+    # One forward pass for every image still to classify (bucket sizes 1-4).
+    batch = [] if p_clean is not None else [original]
+    batch.append(adversarial)
+    if not no_defence:
+        batch.append(defended)
+    t = time.perf_counter()
+    probs = comp.probs(np.stack(batch))
+    t_predict += time.perf_counter() - t
+    if p_clean is None:
+        p_clean, probs = probs[0], probs[1:]
+    p_adv = probs[0]
+    p_def = p_adv if no_defence else probs[1]
+
+    pred_clean = Prediction.from_probs(p_clean)
+    pred_adv = Prediction.from_probs(p_adv)
+    pred_def = Prediction.from_probs(p_def)
+    flipped = pred_adv.label != pred_clean.label
+
+    delta = adversarial.astype(np.int16) - original.astype(np.int16)
+    norms = metrics.perturbation_norms(original, adversarial)
+    linf = float(norms["linf"][0])
+    g = float(gain) if gain is not None else _auto_gain(linf)
+    psnr_adv, ssim_adv = _similarity(original, adversarial)
+    psnr_def, ssim_def = _similarity(original, defended)
+
+    timings = {
+        "resize": _ms(t_resize),
+        "attack": _ms(t_attack),
+        "defence": _ms(t_defence),
+        "predict": _ms(t_predict),
+        "total": _ms(time.perf_counter() - t_start),
+    }
+    return LabResult(
+        original=original,
+        adversarial=adversarial,
+        defended=defended,
+        perturbation_view=_perturbation_view(delta, g),
+        perturbation_gain=g,
+        perturbation_scale=_scale_text(g, linf),
+        pred_clean=pred_clean,
+        pred_adv=pred_adv,
+        pred_defended=pred_def,
+        true_label=true_label,
+        label_source=LABEL_FROM_MODEL if true_label is None else LABEL_TRUE,
+        attack_label=attack_label,
+        flipped=bool(flipped),
+        restored=bool(flipped and pred_def.label == pred_clean.label),
+        linf=linf,
+        l2=float(norms["l2"][0]),
+        l0_share=float(norms["l0_share"][0]),
+        psnr_adv=psnr_adv,
+        ssim_adv=ssim_adv,
+        psnr_defended=psnr_def,
+        ssim_defended=ssim_def,
+        timings=timings,
+        attack=info.id,
+        attack_title=info.title,
+        attack_params=as_dict(params),
+        defence=dfn.describe(defence_obj),
+        defence_title=defence_obj.TITLE,
+        defence_spec=dfn.to_spec(defence_obj),
+        threat_model=THREAT_CLEAN if math.floor(params.eps) == 0 else THREAT_TRANSFER,
+        classes=names,
+        original_size=(int(image.shape[0]), int(image.shape[1])),
+    )
+
+
+# --------------------------------------------------------------------------- mini sweep
+
+
+def _batch(images: Any, h: int, w: int) -> np.ndarray:
+    """A (N, h, w, 3) uint8 batch from an array or a list of images of any size."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        if images.dtype != np.uint8:
+            raise ImageError(f"images must hold uint8 pixels in 0-255; got dtype {images.dtype}.")
+        if images.shape[1:] == (h, w, 3):
+            return images
+        items: Sequence[Any] = list(images)
+    elif isinstance(images, Sequence) and not isinstance(images, str | bytes):
+        items = images
+    else:
+        raise ImageError(
+            "images must be a uint8 batch (N, H, W, 3) or a list of uint8 images; "
+            f"got {type(images).__name__}"
+            + (f" of shape {images.shape}" if isinstance(images, np.ndarray) else "")
+            + "."
+        )
+    if len(items) == 0:
+        raise ParamError("images must hold at least one image; got none.")
+    return np.stack(
+        [resize_image(_check_image(im, f"images[{i}]"), (h, w)) for i, im in enumerate(items)]
+    )
+
+
+def _eps_values(eps_values: Any) -> list[float]:
+    if isinstance(eps_values, str) or not isinstance(eps_values, Sequence | np.ndarray):
+        raise ParamError(f"eps_values must be a list of budgets (0-255 units); got {eps_values!r}.")
+    values = list(eps_values)
+    if not values:
+        raise ParamError("eps_values must hold at least one budget; got [].")
+    return values
+
+
+def run_mini_sweep(
+    model: keras.Model,
+    classes: Sequence[str],
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    attack: str,
+    eps_values: Sequence[float],
+    defences: Sequence[DefenceLike],
+    attack_params: Mapping[str, Any] | None = None,
+    positive: Sequence[int] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Accuracy and friends over a small batch, for every (eps, defence) pair.
+
+    For each budget the adversarial images are crafted once, on the
+    undefended model (:data:`THREAT_TRANSFER`), then every defence is applied
+    to them and evaluated with :func:`engine.metrics.summarize`. A budget
+    below one grey level leaves the images unchanged (no attack is run).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A loaded classifier with a fixed input size. Never mutated.
+    classes : sequence of str
+        Class names, one per model output.
+    images : np.ndarray or sequence of np.ndarray
+        A uint8 batch ``(N, H, W, 3)``, or a list of uint8 images of any
+        size; images not at the model's input size are resized.
+    labels : array-like of int, shape (N,)
+        True classes.
+    attack : str
+        A key of ``engine.attacks.REGISTRY``.
+    eps_values : sequence of float
+        Budgets in 0-255 units, evaluated in the order given.
+    defences : sequence of defence specs
+        Each ``None`` (no defence) or anything :func:`engine.defences.from_spec`
+        accepts, or a :class:`engine.defences.Defence`.
+    attack_params : dict, optional
+        Other attack parameters (``"eps"`` is overridden by each budget).
+    positive : sequence of int, optional
+        "Sick" class indices, for the patient-view metrics (sensitivity,
+        specificity, NPV, PPV, FNR); without it those are ``NaN``.
+    progress : callable, optional
+        ``progress(done, total, message)`` after each unit of work (the clean
+        pass, each attack, each defence evaluated);
+        ``total = 1 + len(eps_values) * (1 + len(defences))``.
+
+    Returns
+    -------
+    list of dict
+        ``len(eps_values) * len(defences)`` rows, eps-major. Each holds
+        ``eps``, ``attack``, ``attack_title``, ``attack_params``,
+        ``defence_key`` (:func:`engine.defences.describe`, unique per
+        settings), ``defence_label`` (short title), ``defence_id``,
+        ``defence_spec``, ``threat_model``, ``clean_accuracy``,
+        ``attack_seconds``, ``eval_seconds`` and every key of
+        :func:`engine.metrics.summarize` (``n_images``, ``accuracy``,
+        ``macro_recall``, ``fooling_rate``, ``sensitivity``, ...).
+
+    Raises
+    ------
+    ImageError, ParamError, ModelError
+        As for :func:`run_lab`; everything is validated before any attack runs.
+    """
+    from engine.attacks import run_attack
+    from engine.compiled import compiled, predict
+
+    info = _attack_info(attack)
+    base = _attack_values(info, attack_params)
+    settings = [
+        build(info.params_cls, {**base, "eps": e}, owner=info.title)
+        for e in _eps_values(eps_values)
+    ]
+    if isinstance(defences, str | Mapping) or not isinstance(defences, Sequence):
+        raise ParamError(f"defences must be a list of defence specs; got {defences!r}.")
+    if not defences:
+        raise ParamError("defences must hold at least one defence (None for no defence); got [].")
+    defence_objs = [_defence(d) for d in defences]
+    comp = compiled(model)
+    k = comp.num_classes
+    _check_classes(classes, k)
+    h, w = _input_hw(comp)
+    x = _batch(images, h, w)
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != len(x):
+        raise ParamError(
+            f"labels must be one class index per image; got {y.shape} labels for {len(x)} images."
+        )
+    pos = list(positive) if positive is not None else []
+
+    total = 1 + len(settings) * (1 + len(defence_objs))
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, message)
+
+    clean_probs = predict(model, x)
+    clean_pred = clean_probs.argmax(axis=1)
+    clean_summary = metrics.summarize(y, clean_probs, n_classes=k, positive=pos)
+    step(f"clean predictions on {len(x)} images")
+
+    rows: list[dict[str, Any]] = []
+    for p in settings:
+        eps_txt = _eps_text(p.eps)
+        t = time.perf_counter()
+        clean_budget = math.floor(p.eps) == 0
+        adv = x if clean_budget else run_attack(info.id, model, x, y, p)
+        attack_s = time.perf_counter() - t
+        step(f"eps={eps_txt}: {info.title} " + ("skipped (no change)" if clean_budget else "done"))
+        for d in defence_objs:
+            t = time.perf_counter()
+            if isinstance(d, dfn.Identity):
+                probs = clean_probs if clean_budget else predict(model, adv)
+            else:
+                probs = predict(model, d(adv))
+            summary = metrics.summarize(y, probs, n_classes=k, positive=pos, pred_clean=clean_pred)
+            rows.append(
+                {
+                    "eps": float(p.eps),
+                    "attack": info.id,
+                    "attack_title": info.title,
+                    "attack_params": as_dict(p),
+                    "defence_key": dfn.describe(d),
+                    "defence_label": d.TITLE,
+                    "defence_id": d.ID,
+                    "defence_spec": dfn.to_spec(d),
+                    "threat_model": THREAT_CLEAN if clean_budget else THREAT_TRANSFER,
+                    "clean_accuracy": clean_summary["accuracy"],
+                    "attack_seconds": round(attack_s, 4),
+                    "eval_seconds": round(time.perf_counter() - t, 4),
+                    **summary,
+                }
+            )
+            step(f"eps={eps_txt}: {d.TITLE} evaluated")
+    return rows

@@ -1,0 +1,295 @@
+"""Property tests of the Live lab (:func:`engine.lab.run_lab`) and the mini sweep.
+
+An untrained tiny classifier (engine.models' ``"tiny"`` backbone at 32x32,
+3 classes) is enough: every property checked here holds for any model.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import defences as dfn
+from engine.errors import ImageError, ParamError
+from engine.images import resize_image
+from engine.lab import (
+    LABEL_FROM_MODEL,
+    LABEL_TRUE,
+    THREAT_CLEAN,
+    THREAT_TRANSFER,
+    LabResult,
+    Prediction,
+    run_lab,
+    run_mini_sweep,
+)
+
+SIZE = 32
+CLASSES = ["circle", "square", "triangle"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    from engine.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    return build_classifier("tiny", len(CLASSES), weights="none", input_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """A 45x60 image in 40-215, so an eps of up to 40 never meets the [0, 255] clip."""
+    return np.random.default_rng(0).integers(40, 216, (45, 60, 3), dtype=np.uint8)
+
+
+def _check_prediction(p: Prediction) -> None:
+    assert p.probs.dtype == np.float32 and p.probs.shape == (len(CLASSES),)
+    assert abs(float(p.probs.sum()) - 1.0) < 1e-5
+    assert p.label == int(np.argmax(p.probs))
+    assert p.confidence == pytest.approx(float(p.probs.max()))
+    assert p.top_k[0][0] == p.label
+    probs = [v for _, v in p.top_k]
+    assert probs == sorted(probs, reverse=True) and len(p.top_k) == len(CLASSES)
+
+
+def test_result_shapes_dtypes_and_fields(model, image):
+    res = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8})
+    assert isinstance(res, LabResult)
+    for arr in (res.original, res.adversarial, res.defended, res.perturbation_view):
+        assert arr.dtype == np.uint8 and arr.shape == (SIZE, SIZE, 3)
+    np.testing.assert_array_equal(res.original, resize_image(image, SIZE))
+    assert res.original_size == (45, 60)
+    for p in (res.pred_clean, res.pred_adv, res.pred_defended):
+        _check_prediction(p)
+    assert set(res.timings) == {"resize", "attack", "defence", "predict", "total"}
+    assert all(v >= 0 for v in res.timings.values())
+    assert res.timings["total"] >= res.timings["attack"]
+    assert res.classes == CLASSES
+    assert res.attack == "fgsm" and res.attack_params == {"eps": 8.0, "target": None}
+    assert res.threat_model == THREAT_TRANSFER
+    assert res.flipped == (res.pred_adv.label != res.pred_clean.label)
+    assert res.restored == (res.flipped and res.pred_defended.label == res.pred_clean.label)
+
+
+def test_eps_zero_changes_nothing(model, image):
+    res = run_lab(model, CLASSES, image, attack="pgd", attack_params={"eps": 0})
+    np.testing.assert_array_equal(res.adversarial, res.original)
+    assert not res.flipped and not res.restored
+    assert res.linf == 0 and res.l2 == 0 and res.l0_share == 0
+    assert math.isinf(res.psnr_adv) and res.ssim_adv == pytest.approx(1.0)
+    assert np.all(res.perturbation_view == 128)
+    assert "changed no pixel" in res.perturbation_scale
+    assert res.threat_model == THREAT_CLEAN
+
+
+@pytest.mark.parametrize(
+    ("attack", "params"),
+    [
+        ("fgsm", {"eps": 4}),
+        ("pgd", {"eps": 4, "steps": 3}),
+        ("targeted_l2", {"eps": 4, "target": 1}),
+    ],
+)
+def test_budget_is_respected(model, image, attack, params):
+    res = run_lab(model, CLASSES, image, attack=attack, attack_params=params)
+    delta = res.adversarial.astype(int) - res.original.astype(int)
+    assert np.abs(delta).max() <= 4
+    assert res.linf == np.abs(delta).max()
+    assert res.l2 == pytest.approx(float(np.sqrt((delta.astype(float) ** 2).sum())))
+
+
+def test_perturbation_view_is_the_amplified_difference(model, image):
+    res = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8})
+    assert res.linf == 8  # every pixel moves by eps; none is clipped in 40-215
+    assert res.perturbation_gain == 16
+    assert "×16, so ±8 levels show as ±128" in res.perturbation_scale
+    delta = res.adversarial.astype(float) - res.original.astype(float)
+    np.testing.assert_array_equal(res.perturbation_view, np.clip(128 + 16 * delta, 0, 255))
+    fixed = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8}, gain=2)
+    assert fixed.perturbation_gain == 2 and fixed.perturbation_view.max() <= 128 + 16
+
+
+def test_chain_defence_from_spec(model, image):
+    chain = dfn.seed_chain()
+    spec = dfn.to_spec(chain)
+    res = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8}, defence=spec)
+    np.testing.assert_array_equal(res.defended, chain(res.adversarial))
+    assert res.defence_spec == spec
+    assert res.defence == dfn.describe(chain)
+    assert res.defence_title == "NLM → Bilateral → Guided"
+    from engine.compiled import predict
+
+    probs = predict(model, np.stack([res.original, res.adversarial, res.defended]))
+    np.testing.assert_allclose(res.pred_clean.probs, probs[0], atol=1e-5)
+    np.testing.assert_allclose(res.pred_adv.probs, probs[1], atol=1e-5)
+    np.testing.assert_allclose(res.pred_defended.probs, probs[2], atol=1e-5)
+
+
+def test_no_defence_reuses_the_adversarial_prediction(model, image):
+    res = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8}, defence=None)
+    np.testing.assert_array_equal(res.defended, res.adversarial)
+    np.testing.assert_array_equal(res.pred_defended.probs, res.pred_adv.probs)
+    assert res.defence == "None" and res.defence_spec == {"id": "none", "params": {}}
+    assert not res.restored
+
+
+def test_label_none_attacks_the_clean_prediction(model, image):
+    res = run_lab(model, CLASSES, image, attack="fgsm", attack_params={"eps": 8})
+    assert res.true_label is None and res.label_source == LABEL_FROM_MODEL
+    assert res.attack_label == res.pred_clean.label
+    given = run_lab(model, CLASSES, image, label=2, attack="fgsm", attack_params={"eps": 8})
+    assert given.true_label == 2 and given.attack_label == 2 and given.label_source == LABEL_TRUE
+    np.testing.assert_allclose(given.pred_clean.probs, res.pred_clean.probs, atol=1e-6)
+
+
+def test_grey_input_is_made_rgb(model):
+    grey = np.full((20, 30), 100, np.uint8)
+    res = run_lab(model, CLASSES, grey, attack="fgsm", attack_params={"eps": 2})
+    assert res.original.shape == (SIZE, SIZE, 3) and np.all(res.original == 100)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"image": np.zeros((8, 8, 3), np.float32)}, ImageError, "uint8 pixels in 0-255"),
+        ({"image": np.zeros((2, 8, 8, 3), np.uint8)}, ImageError, r"one image shaped"),
+        ({"image": [[1, 2]]}, ImageError, "numpy uint8 RGB array"),
+        ({"attack": "nope"}, ParamError, r"Unknown attack 'nope'; known: fgsm"),
+        ({"attack_params": {"eps": -1}}, ParamError, r"FGSM: 'eps' must be"),
+        ({"attack_params": {"epsilon": 1}}, ParamError, r"unknown parameter\(s\) epsilon"),
+        ({"attack_params": 8}, ParamError, "attack_params must be a dict"),
+        ({"label": 3}, ParamError, r"label must be a class index in \[0, 2\]"),
+        ({"label": True}, ParamError, r"label must be a class index"),
+        ({"defence": "blur"}, ParamError, r"Unknown defence 'blur'"),
+        ({"defence": {"id": "nlm", "params": {"h": 99}}}, ParamError, r"'h' must be"),
+        ({"classes": ["a", "b"]}, ParamError, "classes must name the model's 3 outputs"),
+        ({"gain": 0}, ParamError, r"gain must be a number in \[1, 255\]"),
+        (
+            {"attack": "targeted_l2", "attack_params": {"target": 7}},
+            ParamError,
+            r"'target' must be a class index in \[0, 2\]",
+        ),
+    ],
+)
+def test_bad_inputs_raise_engine_errors(model, image, kwargs, error, match):
+    args = {"classes": CLASSES, "image": image, **kwargs}
+    with pytest.raises(error, match=match):
+        run_lab(model, args.pop("classes"), args.pop("image"), **args)
+
+
+# --------------------------------------------------------------------------- mini sweep
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8), np.array([0, 1, 2, 0, 1, 2])
+
+
+def test_mini_sweep_rows_and_progress(model, batch):
+    x, y = batch
+    calls = []
+    eps_values = [0, 2, 6]
+    defences = [None, "median", dfn.to_spec(dfn.seed_chain())]
+    rows = run_mini_sweep(
+        model,
+        CLASSES,
+        x,
+        y,
+        attack="fgsm",
+        eps_values=eps_values,
+        defences=defences,
+        positive=[2],
+        progress=lambda done, total, msg: calls.append((done, total, msg)),
+    )
+    assert len(rows) == len(eps_values) * len(defences)
+    total = 1 + len(eps_values) * (1 + len(defences))
+    assert [c[0] for c in calls] == list(range(1, total + 1))
+    assert all(c[1] == total and isinstance(c[2], str) for c in calls)
+    assert [r["eps"] for r in rows] == [e for e in eps_values for _ in defences]
+    keys = {"eps", "defence_key", "defence_label", "n_images", "accuracy", "macro_recall"}
+    for r in rows:
+        assert keys <= set(r) and r["n_images"] == len(x)
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert not math.isnan(r["sensitivity"])  # class 2 is present and positive
+    assert rows[0]["defence_key"] == "None" and rows[0]["threat_model"] == THREAT_CLEAN
+    assert rows[0]["accuracy"] == rows[0]["clean_accuracy"]
+    assert rows[0]["fooling_rate"] == 0.0 or math.isnan(rows[0]["fooling_rate"])
+    assert rows[-1]["defence_label"] == "NLM → Bilateral → Guided"
+    assert rows[-1]["threat_model"] == THREAT_TRANSFER
+    assert rows[-1]["attack_params"] == {"eps": 6.0, "target": None}
+
+
+def test_mini_sweep_matches_run_lab_for_one_image(model, batch):
+    """Same attack on the same image gives the same prediction either way."""
+    x, y = batch
+    rows = run_mini_sweep(
+        model, CLASSES, x[:1], y[:1], attack="fgsm", eps_values=[8], defences=["median"]
+    )
+    res = run_lab(
+        model,
+        CLASSES,
+        x[0],
+        label=int(y[0]),
+        attack="fgsm",
+        attack_params={"eps": 8},
+        defence="median",
+    )
+    assert rows[0]["accuracy"] == float(res.pred_defended.label == y[0])
+    assert math.isnan(rows[0]["sensitivity"])  # no positive classes given
+
+
+def test_mini_sweep_resizes_a_list_of_images(model):
+    images = [np.full((40, 50, 3), 90, np.uint8), np.full((20, 20), 160, np.uint8)]
+    rows = run_mini_sweep(
+        model,
+        CLASSES,
+        images,
+        [0, 1],
+        attack="pgd",
+        eps_values=[2],
+        defences=[None],
+        attack_params={"steps": 2},
+    )
+    assert rows[0]["n_images"] == 2 and rows[0]["attack_params"]["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"eps_values": []}, "eps_values must hold at least one budget"),
+        ({"eps_values": [2, -1]}, r"FGSM: 'eps' must be"),
+        ({"defences": []}, "defences must hold at least one defence"),
+        ({"defences": ["nope"]}, r"Unknown defence 'nope'"),
+        ({"labels": [0, 1]}, "labels must be one class index per image"),
+        ({"attack": "nope"}, "Unknown attack"),
+    ],
+)
+def test_mini_sweep_bad_inputs(model, batch, kwargs, match):
+    x, y = batch
+    args = {"labels": y, "attack": "fgsm", "eps_values": [2], "defences": [None], **kwargs}
+    with pytest.raises(ParamError, match=match):
+        run_mini_sweep(model, CLASSES, x, args.pop("labels"), **args)
+
+
+def test_threat_labels_are_the_projects():
+    from engine import recap
+
+    assert THREAT_TRANSFER == recap.THREAT_TRANSFER
+    assert THREAT_CLEAN == recap.THREAT_CLEAN
+
+
+def test_importing_lab_and_worker_does_not_import_tensorflow():
+    code = (
+        "import sys, engine.lab, engine.worker; "
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
