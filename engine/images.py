@@ -58,6 +58,7 @@ __all__ = [
     "encode_png",
     "load_image",
     "resize_image",
+    "wipe",
 ]
 
 logger = logging.getLogger(__name__)
@@ -491,3 +492,33 @@ def as_rgb_uint8(array: np.ndarray) -> np.ndarray:
     else:
         rgb = _composite_black(arr[:, :, :3], arr[:, :, 3])
     return np.ascontiguousarray(rgb)
+
+
+def wipe(before: np.ndarray, after: np.ndarray, position: float) -> np.ndarray:
+    """A before/after comparison: ``before`` left of ``position``, ``after`` right of it.
+
+    Parameters
+    ----------
+    before, after : numpy.ndarray
+        Two ``(H, W, 3)`` uint8 images of the same shape.
+    position : float
+        Where the split falls, as a share of the width in [0, 1]; a one-pixel
+        white line marks it.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new ``(H, W, 3)`` uint8 image.
+    """
+    a, b = as_rgb_uint8(before), as_rgb_uint8(after)
+    if a.shape != b.shape:
+        raise ImageError(f"wipe: images differ in shape ({a.shape} vs {b.shape}).")
+    if not 0.0 <= float(position) <= 1.0:
+        raise ParamError(f"wipe: position must be in [0, 1]; got {position}.")
+    w = a.shape[1]
+    cut = round(float(position) * w)
+    out = b.copy()
+    out[:, :cut] = a[:, :cut]
+    if 0 < cut < w:
+        out[:, cut - 1] = 255
+    return out

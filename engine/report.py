@@ -80,6 +80,7 @@ from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, explai
 
 __all__ = [
     "HOW_TO_READ",
+    "REPORT_PARTS",
     "ReportImage",
     "ReportSection",
     "build_report",
@@ -88,6 +89,7 @@ __all__ = [
     "headline_cards",
     "manifest_provenance",
     "markdown_to_html",
+    "robustness_report",
 ]
 
 HOW_TO_READ = """\
@@ -862,4 +864,202 @@ def _back_matter(
             "This file is self-contained: it works offline and loads nothing from the "
             "network.</footer>",
         ]
+    )
+
+
+# --------------------------------------------------------------------------- the dashboard's report
+
+#: Parts a robustness report can include, in order (ids -> titles).
+REPORT_PARTS: dict[str, str] = {
+    "headline": "Headline numbers",
+    "accuracy": "Accuracy against attack strength",
+    "two_panel": "Model and patient view (seed 001)",
+    "tradeoff": "Defence trade-off",
+    "confusion": "Confusion matrices under attack",
+    "example": "A live example",
+}
+
+
+def robustness_report(
+    *,
+    df: pd.DataFrame,
+    manifest: Mapping[str, Any],
+    meta: BundleMeta,
+    title: str,
+    subtitle: str = "",
+    attack: str = "fgsm",
+    eps: float = 8.0,
+    parts: Sequence[str] = tuple(REPORT_PARTS),
+    example: Any = None,
+    generated_at: str | None = None,
+) -> str:
+    """The dashboard's stakeholder report for one model and its recap results.
+
+    Parameters
+    ----------
+    df, manifest : pandas.DataFrame, mapping
+        A recap results table and its manifest (:func:`engine.recap.load_results`).
+    meta : BundleMeta
+        The model's metadata.
+    title, subtitle : str
+        Shown at the top.
+    attack, eps : str, float
+        The attack and budget the headline, trade-off and confusion parts use
+        (the nearest precomputed budget is used, and said).
+    parts : sequence of str
+        Keys of :data:`REPORT_PARTS` to include.
+    example : engine.lab.LabResult, optional
+        A live lab result for the "example" part.
+    generated_at : str, optional
+        Fixed timestamp (for reproducible files).
+
+    Returns
+    -------
+    str
+        The HTML document (:func:`build_report`).
+    """
+    from engine import charts, views  # plotly figures; no TensorFlow
+
+    unknown = [p for p in parts if p not in REPORT_PARTS]
+    if unknown:
+        raise ParamError(
+            f"Unknown report part(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(REPORT_PARTS)}."
+        )
+    if not parts:
+        raise ParamError("Choose at least one part for the report.")
+    h = views.headline(df, attack=attack, eps=eps)
+    used = h["eps"]
+    att = views.attack_title(attack)
+    threats = [THREAT_CLEAN, THREAT_TRANSFER]
+    note = f" ({h['note']})" if h["note"] else ""
+    sections: list[ReportSection] = []
+    if "headline" in parts:
+        cards = [
+            ("Clean accuracy", f"{h['clean_accuracy']:.1%}", f"{h['n_images']} test images"),
+            (
+                f"Under {att}, ε = {used:g}",
+                f"{h['attacked_accuracy']:.1%}",
+                "no defence; attack crafted on the model",
+            ),
+        ]
+        text = (
+            f"On **{h['n_images']}** test images the model is right **{h['clean_accuracy']:.1%}** "
+            f"of the time. An attacker who may change every pixel by at most **{used:g}** of "
+            f"255 grey levels{note} brings that down to **{h['attacked_accuracy']:.1%}**."
+        )
+        if h["best_key"] is not None:
+            cards.append(
+                (
+                    f"Best defence: {h['best_label']}",
+                    f"{h['best_accuracy']:.1%}",
+                    f"{h['recovered']:+.1%} recovered, {h['best_clean_cost']:+.1%} clean cost",
+                )
+            )
+            text += (
+                f" Passing the attacked images through **{h['best_label']}** gives back "
+                f"**{h['best_accuracy']:.1%}**, at a cost of {h['best_clean_cost']:.1%} on "
+                "images nobody attacked. The attacker here does not know about the defence: "
+                "one who does would do better."
+            )
+        sections.append(ReportSection("Headline numbers", text, cards=cards))
+    keys = [views.NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else [])
+    if "nlm+bilateral+guided" in set(df["defence_key"]):
+        keys.append("nlm+bilateral+guided")
+    if "accuracy" in parts:
+        sections.append(
+            ReportSection(
+                "Accuracy against attack strength",
+                "Each line is one way of cleaning the images before the model sees them. "
+                "Further right, the attacker may change pixels more.",
+                figures=[
+                    charts.metric_vs_eps(df, metric="accuracy", attack=attack, defence_keys=keys)
+                ],
+            )
+        )
+    if "two_panel" in parts:
+        sections.append(
+            ReportSection(
+                "Model and patient view",
+                "Left: how the model scores. Right, for medical data: what it means for "
+                "patients; the false-negative rate is the share of sick patients missed.",
+                figures=[charts.two_panel(df, attack=attack, manifest=manifest)],
+            )
+        )
+    if "tradeoff" in parts:
+        sections.append(
+            ReportSection(
+                "Defence trade-off",
+                "Up is good (accuracy won back under attack); left is good (little lost on "
+                "clean images).",
+                figures=[charts.tradeoff(df, attack=attack, eps=used)],
+            )
+        )
+    if "confusion" in parts:
+        classes = list(manifest.get("model", {}).get("classes") or meta.classes)
+        figs = []
+        for key in keys[:2]:
+            row = views.find_row(df, attack, used, key)
+            if row is not None:
+                figs.append(
+                    charts.confusion_heatmap(
+                        row["confusion"],
+                        classes,
+                        title=f"{att} ε={used:g}, {views.setting_label(key)}",
+                    )
+                )
+        sections.append(
+            ReportSection(
+                "Confusion matrices under attack",
+                "Rows are the true class, columns what the model said.",
+                figures=figs,
+            )
+        )
+    if "example" in parts and example is not None:
+        name = example.classes
+        sections.append(
+            ReportSection(
+                "A live example",
+                f"One image, attacked with {example.attack_title} at ε = "
+                f"{example.attack_params.get('eps', 0):g} and cleaned with "
+                f"{example.defence_title}. {example.perturbation_scale}.",
+                images=[
+                    ReportImage(
+                        "Original",
+                        example.original,
+                        f"model says {name[example.pred_clean.label]} "
+                        f"({example.pred_clean.confidence:.0%})",
+                    ),
+                    ReportImage("Perturbation (amplified)", example.perturbation_view),
+                    ReportImage(
+                        "Attacked",
+                        example.adversarial,
+                        f"model says {name[example.pred_adv.label]} "
+                        f"({example.pred_adv.confidence:.0%})",
+                    ),
+                    ReportImage(
+                        "Defended",
+                        example.defended,
+                        f"model says {name[example.pred_defended.label]} "
+                        f"({example.pred_defended.confidence:.0%})",
+                    ),
+                ],
+            )
+        )
+    spec = get_dataset(meta.dataset_id)
+    caveats = [c for c in (spec.caveat, meta.notes) if c]
+    caveats.append(
+        "Robustness numbers come from attacks crafted on the undefended model; an attacker "
+        "who knows the defence (adaptive attack) usually does better."
+    )
+    provenance = {**bundle_provenance(meta), **manifest_provenance(manifest)}
+    return build_report(
+        title=title,
+        subtitle=subtitle,
+        sections=sections,
+        threat_models=threats,
+        credits=[dataset_credit(meta.dataset_id)],
+        provenance=provenance,
+        caveats=caveats,
+        generated_at=generated_at,
     )

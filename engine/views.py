@@ -38,6 +38,8 @@ On the shipped chest X-ray sweep::
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -47,6 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from engine import defences as dfn
 from engine.defences import REGISTRY as DEFENCES
 from engine.errors import ParamError
 
@@ -1004,3 +1007,114 @@ def flipped_images(
     out.attrs["eps"] = used
     out.attrs["note"] = note
     return out
+
+
+# --------------------------------------------------------------------------- explorer
+
+
+def live_param_settings(
+    df: pd.DataFrame, *, family: str, param: str, midpoints: bool = False
+) -> list[tuple[Any, Any]]:
+    """Defence specs for a live sweep of one parameter, aligned with the precomputed curve.
+
+    Each precomputed value of ``param`` uses that setting's exact parameters
+    (the first such setting in table order). With ``midpoints``, a value
+    halfway between two neighbours is added (rounded for integer
+    parameters), built from the lower neighbour's setting with ``param``,
+    and any parameter tied to it (equal to it there, as NLM's ``h`` and
+    ``h_color``), replaced; values the defence's declaration rejects (an even
+    kernel size) are dropped.
+
+    Returns
+    -------
+    list of (value, spec)
+        Sorted by value; ``spec`` is what :func:`engine.defences.from_spec` takes.
+    """
+    options = defence_options(df)
+    if family not in options:
+        raise ParamError(f"Unknown defence family {family!r}; known: {_allowed(list(options))}.")
+    info = options[family]
+    if param not in info.params:
+        raise ParamError(
+            f"{info.title} has no parameter {param!r} in this table; "
+            f"known: {_allowed(list(info.params))}."
+        )
+    if "+" in family:
+        raise ParamError("Live parameter sweeps take a single defence, not a chain.")
+    rows = df.drop_duplicates("defence_key").set_index("defence_key")
+    by_value: dict[Any, dict[str, Any]] = {}
+    for key in info.keys:
+        _, params = parse_defence_key(key)
+        spec = rows.loc[key, "defence_params"]
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        by_value.setdefault(params[param], spec)
+    values = sorted(by_value)
+    out: list[tuple[Any, Any]] = [(v, by_value[v]) for v in values]
+    if midpoints and all(isinstance(v, int | float) for v in values):
+        integer = all(float(v).is_integer() for v in values)
+        for lo, hi in itertools.pairwise(values):
+            mid = (lo + hi) / 2
+            mid = round(mid) if integer else round(mid, 3)
+            if mid in (lo, hi):
+                continue
+            base = by_value[lo]
+            params = dict(base["params"])
+            for name, value in base["params"].items():
+                if name == param or (name != param and value == lo and name in info.varying):
+                    params[name] = mid
+            spec = {"id": base["id"], "params": params}
+            try:
+                dfn.from_spec(spec)
+            except ParamError:
+                continue
+            out.append((mid, spec))
+        out.sort(key=lambda p: p[0])
+    return out
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    """A ready-made live example: the recap's best defence and images it restores.
+
+    Attributes
+    ----------
+    attack, eps : str, float
+        The attack and the precomputed budget used.
+    defence_key, defence_label : str
+        The best defence setting at that budget (:func:`headline`).
+    defence_spec : dict or list
+        Its :func:`engine.defences.to_spec` form, for the live lab.
+    restored : list of int
+        Test-split positions (from the per-image records) that the attack
+        flips and this defence restores; empty without per-image records.
+    """
+
+    attack: str
+    eps: float
+    defence_key: str
+    defence_label: str
+    defence_spec: Any
+    restored: list[int] = field(default_factory=list)
+
+
+def demo_case(
+    df: pd.DataFrame,
+    per_image_df: pd.DataFrame | None,
+    *,
+    attack: str = "fgsm",
+    eps: float = 8.0,
+) -> DemoCase | None:
+    """The best defence at ``eps`` and the images it restores, or ``None`` without defences."""
+    h = headline(df, attack=attack, eps=eps)
+    if h["best_key"] is None:
+        return None
+    row = find_row(df, attack, h["eps"], h["best_key"])
+    spec = None if row is None else row["defence_params"]
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    restored: list[int] = []
+    if per_image_df is not None and h["best_key"] in set(per_image_df["defence_key"]):
+        flips = flipped_images(per_image_df, attack=attack, eps=h["eps"], defence_key=h["best_key"])
+        restored = [int(i) for i in flips.loc[flips["restored"].eq(True), "image_index"]]
+    return DemoCase(attack, h["eps"], h["best_key"], str(h["best_label"]), spec, restored)

@@ -1,0 +1,255 @@
+"""What models and precomputed results are available, without loading any model.
+
+The dashboard picks a *dataset* and a *backbone*; this module says which
+model bundle and which recap results go with that choice, whether they are
+shipped (``assets/``) or trained by the user (``runs/``), whether the results
+are fresh, and, when a model is missing, the exact command that trains it.
+
+Folder names follow one convention: ``<dataset>__<backbone>`` under
+``assets/models`` / ``runs/models`` (bundles) and ``assets/results`` /
+``runs/recap`` (sweeps). TensorFlow is never imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import datasets
+from engine.bundle import BACKBONE_INFO, BUNDLE_META, BUNDLE_MODEL, BundleMeta, read_meta
+from engine.errors import EngineError, ParamError
+
+__all__ = [
+    "ASSETS",
+    "PROJECT_ROOT",
+    "Entry",
+    "ResultsStatus",
+    "entries",
+    "find",
+    "model_roots",
+    "recap_command",
+    "results_roots",
+    "results_status",
+    "train_command",
+]
+
+#: The project folder (the parent of ``engine/``).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Shipped models, specs and results.
+ASSETS = PROJECT_ROOT / "assets"
+
+#: Input size of the shipped MobileNetV3 models trained from scratch on 2 CPU cores.
+_SCRATCH_INPUT = 160
+
+
+def model_roots() -> list[Path]:
+    """Folders searched for bundles, in priority order (shipped first)."""
+    return [ASSETS / "models", PROJECT_ROOT / "runs" / "models"]
+
+
+def results_roots() -> list[Path]:
+    """Folders searched for recap results, in priority order (shipped first)."""
+    return [ASSETS / "results", PROJECT_ROOT / "runs" / "recap"]
+
+
+def key(dataset_id: str, backbone: str) -> str:
+    """Folder name of a (dataset, backbone) pair."""
+    return f"{dataset_id}__{backbone}"
+
+
+@dataclass(frozen=True)
+class ResultsStatus:
+    """Whether a results folder can be trusted.
+
+    Attributes
+    ----------
+    state : {"fresh", "partial", "stale", "missing"}
+        ``fresh``: complete and matching the model and code.
+    reasons : list of str
+        Why it is not fresh (empty when fresh).
+    """
+
+    state: str
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the results are complete and describe the current model."""
+        return self.state == "fresh"
+
+    def message(self) -> str:
+        """One paragraph for the UI."""
+        if self.state == "fresh":
+            return "Results are complete and match the model."
+        if self.state == "missing":
+            return "No precomputed results for this model."
+        head = {
+            "partial": "These results are incomplete",
+            "stale": "These results may not describe the current model",
+        }[self.state]
+        return head + ": " + " ".join(self.reasons)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A (dataset, backbone) choice and what exists for it.
+
+    Attributes
+    ----------
+    dataset_id, backbone : str
+        The choice.
+    model_dir : Path or None
+        The bundle folder, or ``None`` when no model is trained.
+    results_dir : Path or None
+        The recap results folder, or ``None`` when none is precomputed.
+    meta : BundleMeta or None
+        The bundle's metadata (read without loading the model).
+    shipped : bool
+        True when the model comes with the project (``assets/``).
+    """
+
+    dataset_id: str
+    backbone: str
+    model_dir: Path | None = None
+    results_dir: Path | None = None
+    meta: BundleMeta | None = None
+    shipped: bool = False
+
+    @property
+    def key(self) -> str:
+        """``<dataset>__<backbone>``."""
+        return key(self.dataset_id, self.backbone)
+
+    @property
+    def has_model(self) -> bool:
+        """True when a model bundle exists for this choice."""
+        return self.model_dir is not None
+
+    @property
+    def title(self) -> str:
+        """E.g. ``"Chest X-ray (pneumonia) · MobileNetV3 Large"``."""
+        spec = datasets.REGISTRY.get(self.dataset_id)
+        ds = spec.title if spec else self.dataset_id
+        info = BACKBONE_INFO.get(self.backbone)
+        return f"{ds} · {info.title if info else self.backbone}"
+
+
+def _bundle_in(root: Path, name: str) -> Path | None:
+    d = root / name
+    return d if (d / BUNDLE_META).is_file() and (d / BUNDLE_MODEL).is_file() else None
+
+
+def find(dataset_id: str, backbone: str) -> Entry:
+    """The model and results for a (dataset, backbone) choice.
+
+    Shipped bundles win over user-trained ones of the same name. Results are
+    looked for beside the model's root first (``assets/results`` for a
+    shipped model, ``runs/recap`` for a trained one).
+
+    Raises
+    ------
+    ParamError
+        If the dataset or backbone id is unknown.
+    """
+    if dataset_id not in datasets.REGISTRY:
+        raise ParamError(f"Unknown dataset {dataset_id!r}; known: {', '.join(datasets.REGISTRY)}.")
+    if backbone not in BACKBONE_INFO:
+        raise ParamError(f"Unknown backbone {backbone!r}; known: {', '.join(BACKBONE_INFO)}.")
+    name = key(dataset_id, backbone)
+    model_dir, meta, shipped = None, None, False
+    for i, root in enumerate(model_roots()):
+        found = _bundle_in(root, name)
+        if found is None:
+            continue
+        try:
+            meta = read_meta(found)
+        except EngineError:
+            continue  # a damaged bundle is reported by the pages that load it
+        model_dir, shipped = found, i == 0
+        break
+    roots = results_roots()
+    if model_dir is not None and not shipped:
+        roots = roots[::-1]
+    results_dir = next((r / name for r in roots if (r / name / "manifest.json").is_file()), None)
+    return Entry(dataset_id, backbone, model_dir, results_dir, meta, shipped)
+
+
+def entries(*, with_model_only: bool = False) -> list[Entry]:
+    """Every (dataset, backbone) pair with a model or results, shipped ones first.
+
+    With ``with_model_only`` only pairs that have a model bundle are listed.
+    """
+    names: set[tuple[str, str]] = set()
+    for root in model_roots() + results_roots():
+        if not root.is_dir():
+            continue
+        for d in root.iterdir():
+            ds_id, sep, backbone = d.name.partition("__")
+            if sep and ds_id in datasets.REGISTRY and backbone in BACKBONE_INFO:
+                names.add((ds_id, backbone))
+    order = {ds_id: i for i, ds_id in enumerate(datasets.REGISTRY)}
+    border = {b: i for i, b in enumerate(BACKBONE_INFO)}
+    found = [find(d, b) for d, b in sorted(names, key=lambda p: (order[p[0]], border[p[1]]))]
+    if with_model_only:
+        found = [e for e in found if e.has_model]
+    return sorted(found, key=lambda e: not e.shipped)
+
+
+def results_status(entry: Entry) -> ResultsStatus:
+    """Whether the entry's results are complete and match its model and the code."""
+    if entry.results_dir is None:
+        return ResultsStatus("missing")
+    from engine.recap.results import check_stale, load_manifest  # TF-free
+
+    try:
+        manifest = load_manifest(entry.results_dir)
+    except EngineError as exc:
+        return ResultsStatus("stale", [str(exc)])
+    reasons = check_stale(entry.results_dir, entry.model_dir)
+    if not reasons:
+        return ResultsStatus("fresh")
+    state = "partial" if manifest.get("status") != "complete" else "stale"
+    return ResultsStatus(state, reasons)
+
+
+def train_command(dataset_id: str, backbone: str) -> str:
+    """The exact command that trains the model for a (dataset, backbone) choice.
+
+    From scratch at 160 px for the MobileNetV3 backbones (what 2 CPU cores
+    allow), ImageNet transfer learning elsewhere when the weights can be
+    downloaded. The output goes to ``runs/models``, where the dashboard finds it.
+    """
+    if dataset_id not in datasets.REGISTRY:
+        raise ParamError(f"Unknown dataset {dataset_id!r}.")
+    info = BACKBONE_INFO.get(backbone)
+    if info is None:
+        raise ParamError(f"Unknown backbone {backbone!r}.")
+    name = key(dataset_id, backbone)
+    args = ["python", "-m", "engine.train", "--dataset", dataset_id, "--backbone", backbone]
+    if backbone.startswith("mobilenet_v3"):
+        args += ["--weights", "none", "--input-size", str(_SCRATCH_INPUT)]
+    elif not info.imagenet:
+        args += ["--weights", "none"]
+    args += ["--epochs", "15", "--out", os.path.join("runs", "models", name)]
+    return shlex.join(args)
+
+
+def recap_command(entry: Entry, spec: str = "assets/specs/default.toml") -> str:
+    """The command that (re)computes the recap results for an entry's model."""
+    if entry.model_dir is None:
+        raise ParamError(f"No model for {entry.title}: train it first.")
+    try:
+        model = entry.model_dir.relative_to(PROJECT_ROOT)
+    except ValueError:
+        model = entry.model_dir
+    out = os.path.join("runs", "recap", entry.key)
+    if entry.results_dir is not None:
+        try:
+            out = str(entry.results_dir.relative_to(PROJECT_ROOT))
+        except ValueError:
+            out = str(entry.results_dir)
+    return shlex.join(
+        ["python", "-m", "engine.recap", "--spec", spec, "--model", str(model), "--out", out]
+    )

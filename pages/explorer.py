@@ -1,0 +1,172 @@
+"""Explorer: a small live sweep of ε or a defence parameter, over the precomputed curve."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine import charts, datasets, threat, views
+from engine.errors import EngineError
+from ui import common, widgets
+
+entry = common.current()
+st.title("Explorer")
+st.markdown(
+    "Check a precomputed curve yourself: run the same attack and defence live on a few "
+    "test images and see the live points land on (or off) the curve computed on the "
+    "whole test set. Repeats of the same sweep are instant."
+)
+if entry.model_dir is None:
+    common.no_model(entry)
+    st.stop()
+loaded = common.results(entry)
+if loaded is None:
+    st.info("This model has no precomputed curve to compare with yet.")
+    st.stop()
+df, manifest = loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
+    try:
+        return datasets.load_splits(dataset_id)["test"]
+    except EngineError:
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def _sweeps() -> dict[tuple, list[dict[str, Any]]]:
+    """Finished live sweeps, shared by sessions (they are deterministic)."""
+    return {}
+
+
+@st.cache_data(show_spinner="Reading test images…", max_entries=8)
+def _images(dataset_id: str, n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    index = _test_index(dataset_id)
+    assert index is not None
+    picks = datasets.subset_indices(index.labels, n, seed=seed)
+    return [index.image(int(i)) for i in picks], index.labels[picks]
+
+
+index = _test_index(entry.dataset_id)
+if index is None:
+    st.warning(
+        f"The {entry.dataset_id} test images are not on this machine, so nothing can be "
+        "recomputed live. The Models & data page says how to get them."
+    )
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+what = c1.radio("Sweep", ["ε (attack strength)", "a defence parameter"], key="ex_what")
+attack = c2.selectbox("Attack", views.attacks(df), format_func=views.attack_title, key="ex_attack")
+metric_ids = [
+    m
+    for m in ("accuracy", "macro_recall", "fooling_rate", "sensitivity", "npv", "fnr")
+    if m in df.columns and df[m].notna().any()
+]
+metric = c3.selectbox(
+    "Metric", metric_ids, format_func=lambda m: views.METRICS[m].label, key="ex_metric"
+)
+n = st.slider(
+    "Test images (N): more is slower and less noisy",
+    4,
+    128,
+    16,
+    4,
+    key="ex_n",
+    help="A seeded, stratified subset of the test split; the same N gives the same images.",
+)
+positive = list(getattr(entry.meta, "positive_indices", []) or [])
+
+if what.startswith("ε"):
+    family, params = widgets.defence_picker(df, key="ex_def")
+    row, note = views.nearest_setting(
+        df, attack=attack, eps=0, defence_family=family, params=params
+    )
+    if note:
+        st.info(f"Nearest precomputed setting: {note}.")
+    key_ = row["defence_key"]
+    spec = row["defence_params"]
+    eps_values = views.eps_values(df, attack, key_)
+    fig = charts.metric_vs_eps(df, metric=metric, attack=attack, defence_keys=[key_])
+    x_name = "eps"
+    defences_arg = [spec]
+    request = ("eps", attack, tuple(eps_values), str(spec))
+else:
+    options = views.defence_options(df)
+    tunable = [f for f, info in options.items() if info.varying and "+" not in f]
+    d1, d2, d3 = st.columns(3)
+    family = d1.selectbox(
+        "Defence", tunable, format_func=lambda f: options[f].title, key="ex_family"
+    )
+    param = d2.selectbox("Parameter", options[family].varying, key="ex_param")
+    with d3:
+        eps_req = widgets.eps_slider(df, attack, key="ex_eps")
+    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
+    if eps_note:
+        st.info(eps_note)
+    midpoints = st.toggle("Add points between the precomputed values", True, key="ex_mid")
+    settings = views.live_param_settings(df, family=family, param=param, midpoints=midpoints)
+    fig = charts.metric_vs_param(
+        df, metric=metric, attack=attack, eps=eps_used, family=family, param=param
+    )
+    x_name = param
+    eps_values = [eps_used]
+    defences_arg = [s for _, s in settings]
+    request = ("param", attack, eps_used, tuple(str(s) for s in defences_arg))
+
+key = (entry.key, entry.meta.model_sha256 if entry.meta else "", n, metric, *request)
+done = _sweeps().get(key)
+run = st.button(
+    "▶ Run the live sweep" if done is None else "Shown below (cached)",
+    type="primary",
+    key="ex_run",
+    disabled=done is not None,
+)
+if run and done is None:
+    images, labels = _images(entry.dataset_id, n, 0)
+    bar = st.progress(0.0, text="Starting…")
+    t0 = time.perf_counter()
+
+    def progress(k: int, total: int, message: str) -> None:
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / max(k, 1) * (total - k)
+        bar.progress(k / total, text=f"{message} · {k}/{total} · about {eta:.0f} s left")
+
+    with common.friendly_errors("The live sweep failed"):
+        rows = common.worker().mini_sweep(
+            str(entry.model_dir),
+            images,
+            labels,
+            attack=attack,
+            eps_values=eps_values,
+            defences=defences_arg,
+            positive=positive or None,
+            progress=progress,
+        )
+        if x_name != "eps":  # rows are eps-major, one per defence setting
+            values = [v for v, _ in settings]
+            for i, r in enumerate(rows):
+                r[x_name] = values[i % len(values)]
+        _sweeps()[key] = rows
+        done = rows
+        bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
+
+if done:
+    charts.overlay_live(fig, done, metric=metric, x=x_name, name=f"live ({n} images)")
+widgets.chart(fig, key="ex_chart", filename=f"{entry.key}_explorer")
+if done:
+    st.caption(
+        f"Live points: {n} test images, so each point can sit up to about "
+        f"±{100 / np.sqrt(n):.0f} points (two standard errors) from the full-test-set "
+        "curve by chance alone."
+    )
+    with st.expander("Live numbers"):
+        st.dataframe(
+            [{k: r.get(k) for k in (x_name, "defence_label", "n_images", metric)} for r in done],
+            hide_index=True,
+        )
+common.threat_badge(threat.THREAT_TRANSFER)

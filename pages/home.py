@@ -1,0 +1,90 @@
+"""Home: what the tool answers, and the chosen model's robustness in three numbers."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import charts, threat, views
+from ui import common
+from ui.nav import PAGES
+
+entry = common.current()
+
+st.title("🛡️ RobustLens")
+st.markdown(
+    "**How easily can this image classifier be fooled by changes too small to see, "
+    "and which input defences win the right answer back?** "
+    "Precomputed curves over the whole test set sit next to a live lab where you "
+    "attack and defend one image yourself."
+)
+
+if entry.model_dir is None and entry.results_dir is None:
+    common.no_model(entry)
+    st.stop()
+
+loaded = common.results(entry)
+st.subheader(entry.title)
+if loaded is None:
+    st.info(
+        "No precomputed recap curves for this model yet, so there are no headline numbers. "
+        "The live lab works already."
+    )
+else:
+    df, manifest = loaded
+    status = common.results_status(entry)
+    if not status.ok:
+        st.warning(status.message(), icon="⚠️")
+    attacks = views.attacks(df)
+    c_attack, c_eps = st.columns([1, 3])
+    attack = c_attack.selectbox(
+        "Attack", attacks, format_func=views.attack_title, key="home_attack"
+    )
+    eps_choices = [e for e in views.eps_values(df, attack, views.NO_DEFENCE) if e > 0]
+    eps = c_eps.select_slider(
+        "Attack strength ε (0–255 pixel levels)",
+        eps_choices,
+        value=8.0 if 8.0 in eps_choices else eps_choices[len(eps_choices) // 2],
+        key="home_eps",
+        help="The largest change an attacker may make to any pixel, in 0–255 levels: "
+        "ε = 8 changes each pixel by at most 8 of 255 levels, about 3 %.",
+    )
+    with common.friendly_errors("The headline numbers cannot be computed"):
+        h = views.headline(df, attack=attack, eps=eps)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Clean accuracy", f"{h['clean_accuracy']:.1%}")
+        c1.caption(f"{h['n_images']} test images, no attack. Threat model: {threat.THREAT_CLEAN}.")
+        c2.metric(
+            f"Under {views.attack_title(attack)}, ε = {h['eps']:g}",
+            f"{h['attacked_accuracy']:.1%}",
+            delta=f"{-h['drop']:+.1%}",
+        )
+        c2.caption(f"No defence. Threat model: {h['threat_model']['attacked']}.")
+        if h["best_key"] is not None:
+            c3.metric(
+                f"Best defence: {h['best_label']}",
+                f"{h['best_accuracy']:.1%}",
+                delta=f"{h['recovered']:+.1%} recovered",
+            )
+            c3.caption(
+                f"Costs {h['best_clean_cost']:+.1%} of clean accuracy. "
+                f"Threat model: {h['threat_model']['attacked']} — "
+                "an attacker who knows the defence does better."
+            )
+        st.plotly_chart(
+            charts.metric_vs_eps(
+                df,
+                metric="accuracy",
+                attack=attack,
+                defence_keys=[views.NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else []),
+            ),
+            config=charts.chart_config(f"{entry.key}_{attack}_accuracy"),
+            key="home_chart",
+        )
+        common.threat_badge(h["threat_model"]["attacked"])
+
+st.subheader("Where to go next")
+cols = st.columns(len(PAGES) - 1)
+for col, page in zip(cols, PAGES[1:], strict=True):
+    with col:
+        st.page_link(page.file, label=page.title, icon=page.icon)
+        st.caption(page.blurb)

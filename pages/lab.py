@@ -1,0 +1,374 @@
+"""Live lab: attack one image, defend it, and watch the label flip and come back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine import attacks, catalog, charts, datasets, defences, threat, views
+from engine.errors import EngineError
+from engine.images import ALLOWED_FORMATS, decode_image, encode_png, wipe
+from ui import common, widgets
+
+entry = common.current()
+st.title("Live lab")
+st.markdown(
+    "Pick an image, an attack and a defence. The model sees the original, the attacked "
+    "image and the attacked image after the defence; every change reruns in a fraction "
+    "of a second."
+)
+if entry.model_dir is None:
+    common.no_model(entry)
+    st.stop()
+
+meta = entry.meta
+assert meta is not None  # an entry with a model has metadata
+classes = list(meta.classes)
+spec = datasets.REGISTRY[entry.dataset_id]
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
+PRESETS: dict[str, list[dict[str, Any]]] = {
+    "Seed-000 chain: NLM → bilateral → guided": defences.to_spec(defences.SEED_CHAIN),
+    "WebP + flip": [{"id": "webp_flip", "params": {}}],
+    "JPEG": [{"id": "jpeg", "params": {}}],
+    "Median blur": [{"id": "median", "params": {}}],
+    "No defence": [],
+}
+#: The recap's best defence at FGSM ε = 8 leads the presets when results exist.
+DEMO_ATTACK, DEMO_EPS = "fgsm", 8.0
+
+
+def _demo() -> tuple[str, list[dict[str, Any]], list[int]]:
+    """The recap's best defence at FGSM ε 8 (preset label, chain) and the images it restores."""
+    loaded = common.results(entry)
+    if loaded is None:
+        return "", [], []
+    try:
+        case = views.demo_case(loaded[0], common.per_image(entry), attack=DEMO_ATTACK, eps=DEMO_EPS)
+    except EngineError:
+        return "", [], []
+    if case is None:
+        return "", [], []
+    spec_ = case.defence_spec
+    members = spec_ if isinstance(spec_, list) else [spec_]
+    return f"Best in the recap: {case.defence_label}", members, case.restored
+
+
+DEMO_LABEL, DEMO_CHAIN, DEMO_IMAGES = _demo()
+if DEMO_LABEL:
+    PRESETS = {DEMO_LABEL: DEMO_CHAIN, **PRESETS}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
+    try:
+        return datasets.load_splits(dataset_id)["test"]
+    except EngineError:
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _test_image(dataset_id: str, i: int) -> np.ndarray:
+    index = _test_index(dataset_id)
+    assert index is not None
+    return index.image(i)
+
+
+def _apply_preset() -> None:
+    """Set the chain and every member's sliders to the chosen preset."""
+    members = PRESETS[st.session_state.get("lab_preset", next(iter(PRESETS)))]
+    st.session_state["lab_chain"] = [m["id"] for m in members]
+    for pos, m in enumerate(members):
+        cls = defences.REGISTRY[m["id"]]
+        for p in cls.PARAMS:
+            value = m["params"].get(p.name, p.default)
+            st.session_state[f"lab_def_{pos}_{m['id']}_{p.name}"] = p.kind(value)
+
+
+# --------------------------------------------------------------------------- image source
+def pick_image() -> tuple[np.ndarray | None, int | None, str]:
+    """The image to attack, its true class (or None) and a caption."""
+    index = _test_index(entry.dataset_id)
+    sources = (["Test image"] if index is not None else []) + ["Upload", "Synthetic shape"]
+    source = st.radio("Image", sources, horizontal=True, key="lab_source")
+    if source == "Test image":
+        assert index is not None
+        demo = f"flipped by FGSM ε={DEMO_EPS:g}, restored by the best defence"
+        choices = ([demo] if DEMO_IMAGES else []) + ["any class", *classes]
+        which = st.selectbox(
+            "From",
+            choices,
+            format_func=lambda c: c if c in (demo, "any class") else f"class {spec.class_title(c)}",
+            key="lab_class",
+            help="The first choice lists test images that the recap run saw flip under "
+            "FGSM and come back with the best defence.",
+        )
+        if which == demo:
+            pool = np.asarray(DEMO_IMAGES)
+        elif which == "any class":
+            pool = np.arange(len(index))
+        else:
+            pool = np.flatnonzero(index.labels == classes.index(which))
+        n = st.number_input(f"Image number (1–{len(pool)})", 1, len(pool), 1, key="lab_number")
+        i = int(pool[int(n) - 1])
+        label = int(index.labels[i])
+        return (
+            _test_image(entry.dataset_id, i),
+            label,
+            f"test image {i} · true class {classes[label]}",
+        )
+    if source == "Upload":
+        up = st.file_uploader(
+            "PNG, JPEG, WebP, BMP or TIFF (kept in memory only, never written to disk)",
+            type=UPLOAD_TYPES,
+            key="lab_upload",
+        )
+        if up is None:
+            if index is None:
+                st.info(
+                    f"The {spec.title} images are not on this machine, so upload one "
+                    "or try a synthetic shape."
+                )
+            return None, None, ""
+        try:
+            image = decode_image(up.getvalue())
+        except EngineError as exc:
+            st.error(f"This file cannot be used: {exc}")
+            return None, None, ""
+        truth = st.selectbox(
+            "True class (if you know it)",
+            [None, *range(len(classes))],
+            format_func=lambda i: "unknown" if i is None else classes[i],
+            key="lab_upload_label",
+        )
+        return image, truth, f"upload {up.name} ({image.shape[1]}×{image.shape[0]})"
+    n = st.number_input("Shape number", 0, 499, 0, key="lab_synth")
+    image, synth_label = datasets.render_synthetic(0, "test", int(n))
+    same = entry.dataset_id == "synthetic"
+    if not same:
+        st.caption(
+            "A generated shape, not a medical image: the model will answer something, "
+            "which shows how it behaves far from its training data."
+        )
+    return image, (int(synth_label) if same else None), f"synthetic shape {n}"
+
+
+# --------------------------------------------------------------------------- controls
+def pick_attack() -> tuple[str, dict[str, Any]]:
+    ids = list(attacks.REGISTRY)
+    attack = st.selectbox(
+        "Attack",
+        ids,
+        format_func=lambda a: attacks.REGISTRY[a].title,
+        key="lab_attack",
+        help="\n\n".join(f"**{a.title}**: {a.summary}" for a in attacks.REGISTRY.values()),
+    )
+    info = attacks.REGISTRY[attack]
+    params: dict[str, Any] = {
+        "eps": st.select_slider(
+            "ε: largest change per pixel (0–255 levels)",
+            widgets.LAB_EPS,
+            value=8.0,
+            key="lab_eps",
+            format_func=lambda e: f"{e:g}",
+            help="Fine steps at the low end: ε = 1 is one grey level (0.4 %), ε = 8 is about 3 %.",
+        )
+    }
+    with st.expander(f"{info.title} settings"):
+        params |= widgets.declared_params(
+            info.params_cls.PARAMS, key=f"lab_{attack}", skip=("eps",), classes=classes
+        )
+        st.caption(info.paper)
+    return attack, params
+
+
+def pick_defence() -> list[dict[str, Any]]:
+    if "lab_chain" not in st.session_state:
+        _apply_preset()
+    st.selectbox("Defence preset", list(PRESETS), key="lab_preset", on_change=_apply_preset)
+    ids = [d for d in defences.REGISTRY if d != "none"]
+    chain = st.multiselect(
+        "Defence chain (applied in this order)",
+        ids,
+        key="lab_chain",
+        format_func=lambda d: defences.REGISTRY[d].TITLE,
+    )
+    members = []
+    for pos, d in enumerate(chain):
+        cls = defences.REGISTRY[d]
+        with st.expander(f"{pos + 1}. {cls.TITLE}"):
+            params = widgets.declared_params(cls.PARAMS, key=f"lab_def_{pos}_{d}")
+        members.append({"id": d, "params": params})
+    return members
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _run_lab(
+    model_dir: str,
+    stamp: str,
+    image: np.ndarray,
+    label: int | None,
+    attack: str,
+    params: dict[str, Any],
+    chain: list[dict[str, Any]],
+) -> Any:
+    spec_arg: Any = chain if len(chain) > 1 else (chain[0] if chain else None)
+    return common.worker().lab(
+        model_dir, image, label=label, attack=attack, attack_params=params, defence=spec_arg
+    )
+
+
+# --------------------------------------------------------------------------- results
+def verdict(res: Any) -> None:
+    clean, adv, dfd = res.pred_clean, res.pred_adv, res.pred_defended
+    name = res.classes
+    if not res.flipped:
+        st.info(
+            f"The attack did **not** change the prediction ({name[clean.label]}) at "
+            f"ε = {res.attack_params.get('eps', 0):g}. Try a larger ε or PGD."
+        )
+    elif res.restored:
+        st.success(
+            f"The attack flipped **{name[clean.label]} → {name[adv.label]}**; the defence "
+            f"({res.defence_title}) **restored {name[dfd.label]}**."
+        )
+    else:
+        st.error(
+            f"The attack flipped **{name[clean.label]} → {name[adv.label]}**; after the "
+            f"defence ({res.defence_title}) the model says **{name[dfd.label]}**: not restored."
+        )
+    if res.true_label is not None and clean.label != res.true_label:
+        st.warning(
+            f"The model already gets this image wrong without any attack "
+            f"(true class {name[res.true_label]})."
+        )
+
+
+def show(res: Any, caption: str, round_trip_ms: float) -> None:
+    verdict(res)
+    name = res.classes
+
+    def label_of(p: Any) -> str:
+        return f"{name[p.label]} {p.confidence:.0%}"
+
+    cols = st.columns(4)
+    cols[0].image(res.original, caption=f"Original · {label_of(res.pred_clean)}", width="stretch")
+    cols[1].image(
+        res.perturbation_view,
+        caption=f"Perturbation ×{res.perturbation_gain:g}",
+        width="stretch",
+    )
+    cols[2].image(res.adversarial, caption=f"Attacked · {label_of(res.pred_adv)}", width="stretch")
+    cols[3].image(
+        res.defended, caption=f"Defended · {label_of(res.pred_defended)}", width="stretch"
+    )
+    st.caption(
+        f"{caption} · shown at the model's input size "
+        f"({res.original.shape[1]}×{res.original.shape[0]}, from "
+        f"{res.original_size[1]}×{res.original_size[0]}). Perturbation: {res.perturbation_scale}."
+    )
+
+    bars = st.columns(3)
+    for col, pred, title in zip(
+        bars,
+        (res.pred_clean, res.pred_adv, res.pred_defended),
+        ("Original", "Attacked", "Defended"),
+        strict=True,
+    ):
+        with col:
+            st.plotly_chart(
+                charts.topk_bars(pred.probs, name, k=3, title=title, true_label=res.true_label),
+                config=charts.CHART_CONFIG,
+                key=f"lab_bars_{title}",
+            )
+
+    st.subheader("Before / after")
+    c1, c2 = st.columns([1, 2])
+    pair = c1.radio(
+        "Compare",
+        ["original | defended", "original | attacked", "attacked | defended"],
+        key="lab_pair",
+    )
+    pos = c1.slider("Split position", 0, 100, 50, key="lab_wipe")
+    images = {"original": res.original, "attacked": res.adversarial, "defended": res.defended}
+    left, right = (s.strip() for s in pair.split("|"))
+    c2.image(
+        wipe(images[left], images[right], pos / 100),
+        caption=f"left: {left}, right: {right}",
+        width=min(512, 3 * res.original.shape[1]),
+    )
+
+    m = st.columns(5)
+    m[0].metric("L∞ change", f"{res.linf:g} levels")
+    m[1].metric("L2 change", f"{res.l2:.0f}")
+    m[2].metric("Pixels changed", f"{res.l0_share:.0%}")
+    m[3].metric("Attacked vs original", f"{res.psnr_adv:.1f} dB", f"SSIM {res.ssim_adv:.3f}")
+    m[4].metric(
+        "Defended vs original", f"{res.psnr_defended:.1f} dB", f"SSIM {res.ssim_defended:.3f}"
+    )
+    t = res.timings
+    st.caption(
+        "Time: "
+        + " · ".join(f"{k} {t[k]:.0f} ms" for k in ("resize", "attack", "defence", "predict"))
+        + f" · total {t['total']:.0f} ms in the model worker, {round_trip_ms:.0f} ms "
+        "round trip (cached results return instantly)."
+    )
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "Download the attacked image (PNG, lossless)",
+        encode_png(res.adversarial),
+        file_name=f"{entry.key}_{res.attack}_eps{res.attack_params.get('eps', 0):g}.png",
+        mime="image/png",
+        key="lab_dl_adv",
+    )
+    d2.download_button(
+        "Download the defended image (PNG, lossless)",
+        encode_png(res.defended),
+        file_name=f"{entry.key}_{res.attack}_defended.png",
+        mime="image/png",
+        key="lab_dl_def",
+    )
+    common.threat_badge(res.threat_model)
+    st.caption(
+        "Accepted uploads: " + ", ".join(ALLOWED_FORMATS) + ". The recap curves say how "
+        "often this works across the test set."
+    )
+
+
+@st.fragment
+def lab_panel() -> None:
+    left, right = st.columns([1, 3], gap="large")
+    with left:
+        image, label, caption = pick_image()
+        attack, params = pick_attack()
+        chain = pick_defence()
+        st.button("⚡ Attack and defend", type="primary", key="lab_run", width="stretch")
+    with right:
+        if image is None:
+            st.info("Choose or upload an image to start.")
+            return
+        with common.friendly_errors("The live attack failed"):
+            with st.spinner("Loading the model in the worker (about 10 s the first time)…"):
+                common.worker().load(str(entry.model_dir))
+            t0 = time.perf_counter()
+            res = _run_lab(
+                str(entry.model_dir),
+                meta.model_sha256,
+                image,
+                label,
+                attack,
+                params,
+                chain,
+            )
+            show(res, caption, 1000 * (time.perf_counter() - t0))
+
+
+lab_panel()
+st.caption(
+    f"Model: {entry.title} ({meta.input_size} px). "
+    f"{threat.explain(threat.THREAT_TRANSFER)} "
+    f"To train another backbone: `{catalog.train_command(entry.dataset_id, 'mobilenet_v3_small')}`."
+)

@@ -1,0 +1,228 @@
+"""Recap curves: every metric against attack strength, for every defence setting."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import catalog, charts, datasets, views
+from engine.errors import EngineError
+from engine.images import resize_image
+from ui import common, widgets
+
+entry = common.current()
+st.title("Recap curves")
+st.markdown(
+    "How the chosen model's metrics fall as the attack gets stronger, and how much each "
+    "input defence wins back, measured on the whole test set. Hover a point for the exact "
+    "value and image count."
+)
+
+loaded = common.results(entry)
+if loaded is None:
+    if entry.model_dir is None:
+        common.no_model(entry)
+    else:
+        st.info("No recap curves are precomputed for this model yet. Compute them with:")
+        st.code(catalog.recap_command(entry), language="bash")
+    st.stop()
+
+df, manifest = loaded
+status = common.results_status(entry)
+if not status.ok:
+    st.warning(status.message(), icon="⚠️")
+
+classes = list(manifest.get("model", {}).get("classes") or [])
+top = st.columns([1, 1, 2])
+attack = top[0].selectbox(
+    "Attack", views.attacks(df), format_func=views.attack_title, key="recap_attack"
+)
+metric_ids = [m for m in views.METRICS if m in df.columns and df[m].notna().any()]
+metric = top[1].selectbox(
+    "Metric",
+    metric_ids,
+    format_func=lambda m: views.METRICS[m].label,
+    key="recap_metric",
+    help="\n\n".join(f"**{views.METRICS[m].label}**: {views.METRICS[m].help}" for m in metric_ids),
+)
+with top[2]:
+    widgets.chart_format_choice()
+
+tabs = st.tabs(
+    [
+        "Metric vs ε",
+        "Model & patient view",
+        "Against a defence parameter",
+        "Trade-off",
+        "Confusion matrices",
+        "Which images flip",
+    ]
+)
+
+with tabs[0], common.friendly_errors("This chart cannot be drawn"):
+    table = views.settings_table(df)
+    keys = list(table["defence_key"])
+    default = [k for k in (views.NO_DEFENCE, "nlm+bilateral+guided") if k in keys]
+    best = views.headline(df, attack=attack, eps=8).get("best_key")
+    if best and best not in default:
+        default.append(best)
+    chosen = st.multiselect(
+        "Defence settings (one line each)",
+        keys,
+        default=default,
+        format_func=views.setting_label,
+        key="recap_keys",
+    )
+    if not chosen:
+        st.info("Pick at least one defence setting.")
+    else:
+        widgets.chart(
+            charts.metric_vs_eps(df, metric=metric, attack=attack, defence_keys=chosen),
+            key="recap_eps_chart",
+            filename=f"{entry.key}_{attack}_{metric}_vs_eps",
+        )
+        shown = df[(df["attack"] == attack) & df["defence_key"].isin(chosen)]
+        st.download_button(
+            "Download these rows (CSV)",
+            shown.to_csv(index=False).encode(),
+            file_name=f"{entry.key}_{attack}_{metric}.csv",
+            mime="text/csv",
+            key="recap_dl_rows",
+        )
+
+with tabs[1], common.friendly_errors("This chart cannot be drawn"):
+    st.caption(
+        "The view of seed 001: model performance on the left; on the right, what it means "
+        "for patients (a missed pneumonia is a false negative)."
+    )
+    family, params = widgets.defence_picker(df, key="recap_two")
+    row, note = views.nearest_setting(
+        df, attack=attack, eps=0, defence_family=family, params=params
+    )
+    if note:
+        st.info(f"Nearest precomputed setting: {note}.")
+    widgets.chart(
+        charts.two_panel(df, attack=attack, defence_key=row["defence_key"], manifest=manifest),
+        key="recap_two_chart",
+        filename=f"{entry.key}_{attack}_two_panel",
+    )
+
+with tabs[2], common.friendly_errors("This chart cannot be drawn"):
+    options = views.defence_options(df)
+    tunable = [f for f, info in options.items() if info.varying]
+    c1, c2, c3 = st.columns(3)
+    fam = c1.selectbox(
+        "Defence", tunable, format_func=lambda f: options[f].title, key="recap_param_family"
+    )
+    param = c2.selectbox("Parameter", options[fam].varying, key="recap_param_name")
+    with c3:
+        eps_req = widgets.eps_slider(df, attack, key="recap_param_eps")
+    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
+    if eps_note:
+        st.info(eps_note)
+    widgets.chart(
+        charts.metric_vs_param(
+            df, metric=metric, attack=attack, eps=eps_used, family=fam, param=param
+        ),
+        key="recap_param_chart",
+        filename=f"{entry.key}_{attack}_{fam}_{param}",
+    )
+
+with tabs[3], common.friendly_errors("This chart cannot be drawn"):
+    eps_req = widgets.eps_slider(df, attack, key="recap_trade_eps")
+    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
+    if eps_note:
+        st.info(eps_note)
+    widgets.chart(
+        charts.tradeoff(df, attack=attack, eps=eps_used),
+        key="recap_trade_chart",
+        filename=f"{entry.key}_{attack}_tradeoff_eps{eps_used:g}",
+    )
+    with st.expander("The numbers behind the chart"):
+        st.dataframe(views.tradeoff_table(df, attack=attack, eps=eps_used), hide_index=True)
+
+with tabs[4], common.friendly_errors("This cell cannot be shown"):
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        eps_req = widgets.eps_slider(df, attack, key="recap_cm_eps")
+        family, params = widgets.defence_picker(df, key="recap_cm")
+    row, note = views.nearest_setting(
+        df, attack=attack, eps=eps_req, defence_family=family, params=params
+    )
+    if note:
+        c2.info(f"Nearest precomputed cell: {note}.")
+    title = (
+        f"{views.attack_title(attack)} ε={row['eps']:g} · {views.setting_label(row['defence_key'])}"
+    )
+    c2.caption(f"{title} · {int(row['n_images'])} images · threat model: {row['threat_model']}")
+    left, right = st.columns(2)
+    with left:
+        widgets.chart(
+            charts.confusion_heatmap(row["confusion"], classes, title=f"Classes · {title}"),
+            key="recap_cm_chart",
+            filename=f"{entry.key}_confusion",
+        )
+    if views.has_patient_view(df) and isinstance(row.get("confusion_binary"), list):
+        with right:
+            widgets.chart(
+                charts.confusion_heatmap(row["confusion_binary"], title=f"Patient view · {title}"),
+                key="recap_cmb_chart",
+                filename=f"{entry.key}_confusion_patient",
+            )
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
+    try:
+        return datasets.load_splits(dataset_id)["test"]
+    except EngineError:
+        return None
+
+
+with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
+    per_image = common.per_image(entry)
+    if per_image is None:
+        st.info("This run kept no per-image records.")
+    else:
+        c1, c2 = st.columns([1, 2])
+        with c1:
+            eps_req = widgets.eps_slider(df, attack, key="recap_flip_eps")
+            keys = sorted(set(per_image["defence_key"]), key=list(df["defence_key"]).index)
+            key = st.selectbox(
+                "Defence", keys, format_func=views.setting_label, key="recap_flip_key"
+            )
+        flips = views.flipped_images(
+            per_image, attack=attack, eps=eps_req, defence_key=key, classes=classes
+        )
+        n_subset = per_image["image_index"].nunique()
+        with c2:
+            if flips.attrs.get("note"):
+                st.info(flips.attrs["note"])
+            restored = int(flips["restored"].fillna(False).astype(bool).sum())
+            st.markdown(
+                f"Of a fixed, stratified subset of **{n_subset}** test images, the attack at "
+                f"ε = {flips.attrs.get('eps', eps_req):g} flips **{len(flips)}** that the model "
+                f"got right; **{views.setting_label(key)}** restores **{restored}** of them."
+            )
+        index = _test_index(entry.dataset_id)
+        if index is not None and len(flips):
+            shown = flips.head(12)
+            st.image(
+                [resize_image(index.read(ref), 128) for ref in shown["ref"]],
+                caption=[
+                    f"{r.true_name} → {r.attacked_name}" + (" → restored" if r.restored else "")
+                    for r in shown.itertuples()
+                ],
+                width=128,
+            )
+            st.caption("Clean images from your local copy of the data (none is shipped).")
+        st.dataframe(flips, hide_index=True)
+
+st.divider()
+st.download_button(
+    "Download the whole results table (CSV)",
+    (entry.results_dir / "results.csv").read_bytes(),
+    file_name=f"{entry.key}_results.csv",
+    mime="text/csv",
+    key="recap_dl_all",
+)
+common.threat_badge(manifest.get("threat_models", {}).get("attacked", ""))

@@ -1,0 +1,1 @@
+"""Streamlit glue shared by the dashboard's pages (no computation lives here)."""

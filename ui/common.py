@@ -1,0 +1,240 @@
+"""What every page shares: the dataset/backbone choice, cached loaders, the model worker.
+
+Thin glue between Streamlit and the engine (house rule 1): no numbers are
+computed here. TensorFlow never loads in this process: models live in the
+model worker (:mod:`engine.worker`), so Streamlit's ``clear_session`` after
+each rerun cannot throw their compiled kernels away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from engine import catalog, datasets, threat
+from engine.bundle import BACKBONE_INFO
+from engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+#: The shipped default choice.
+DEFAULT_DATASET = "chest_xray"
+DEFAULT_BACKBONE = "mobilenet_v3_large"
+
+#: Session-state keys of the choice that follows the user across pages.
+KEY_DATASET = "sel_dataset"
+KEY_BACKBONE = "sel_backbone"
+
+#: Backbones offered in the picker (the tiny test CNN is for tests and the synthetic set).
+PICKER_BACKBONES = ["mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "inception_v3"]
+
+
+# --------------------------------------------------------------------------- choice
+def _dataset_options() -> list[str]:
+    shipped = {e.dataset_id for e in catalog.entries()}
+    return [d for d in datasets.REGISTRY if d in shipped] + [
+        d for d in datasets.REGISTRY if d not in shipped
+    ]
+
+
+def _backbone_options(dataset_id: str) -> list[str]:
+    extra = [e.backbone for e in catalog.entries() if e.dataset_id == dataset_id]
+    return PICKER_BACKBONES + [b for b in extra if b not in PICKER_BACKBONES]
+
+
+def _dataset_label(dataset_id: str) -> str:
+    spec = datasets.REGISTRY[dataset_id]
+    n = sum(e.has_model for e in catalog.entries() if e.dataset_id == dataset_id)
+    return f"{spec.title}" + (f"  ·  {n} model{'s' * (n > 1)}" if n else "  ·  no model yet")
+
+
+def _backbone_label(backbone: str) -> str:
+    dataset_id = st.session_state.get(KEY_DATASET, DEFAULT_DATASET)
+    entry = catalog.find(dataset_id, backbone)
+    title = BACKBONE_INFO[backbone].title
+    if not entry.has_model:
+        return f"{title}  ·  not trained"
+    return f"{title}  ·  {'shipped' if entry.shipped else 'trained here'}"
+
+
+def picker() -> catalog.Entry:
+    """Render the dataset and backbone picker in the sidebar and return the choice."""
+    ds_options = _dataset_options()
+    if st.session_state.get(KEY_DATASET) not in ds_options:
+        st.session_state[KEY_DATASET] = DEFAULT_DATASET
+    st.sidebar.selectbox("Dataset", ds_options, key=KEY_DATASET, format_func=_dataset_label)
+    bb_options = _backbone_options(st.session_state[KEY_DATASET])
+    if st.session_state.get(KEY_BACKBONE) not in bb_options:
+        st.session_state[KEY_BACKBONE] = DEFAULT_BACKBONE
+    st.sidebar.selectbox(
+        "Model backbone", bb_options, key=KEY_BACKBONE, format_func=_backbone_label
+    )
+    return current()
+
+
+def current() -> catalog.Entry:
+    """The choice in this session (the shipped default before any is made)."""
+    dataset_id = st.session_state.get(KEY_DATASET, DEFAULT_DATASET)
+    backbone = st.session_state.get(KEY_BACKBONE, DEFAULT_BACKBONE)
+    try:
+        return catalog.find(dataset_id, backbone)
+    except EngineError:
+        return catalog.find(DEFAULT_DATASET, DEFAULT_BACKBONE)
+
+
+# --------------------------------------------------------------------------- loaders
+@st.cache_data(show_spinner="Reading the precomputed results…", max_entries=16)
+def _load_results(path: str, stamp: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from engine.recap.results import load_results
+
+    return load_results(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load_per_image(path: str, stamp: float) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def _stamp(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def results(entry: catalog.Entry) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The entry's recap table and manifest (cached), or ``None`` with a message shown."""
+    if entry.results_dir is None:
+        return None
+    try:
+        return _load_results(str(entry.results_dir), _stamp(entry.results_dir / "results.csv"))
+    except EngineError as exc:
+        st.error(f"The precomputed results for {entry.title} cannot be read: {exc}")
+        return None
+
+
+def per_image(entry: catalog.Entry) -> pd.DataFrame | None:
+    """The entry's per-image table (cached), or ``None``."""
+    if entry.results_dir is None:
+        return None
+    path = entry.results_dir / "per_image.csv"
+    if not path.is_file():
+        return None
+    return _load_per_image(str(path), _stamp(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _status(results_dir: str, model_dir: str, stamp: float) -> tuple[str, list[str]]:
+    entry = catalog.Entry("", "", Path(model_dir) if model_dir else None, Path(results_dir))
+    s = catalog.results_status(entry)
+    return s.state, s.reasons
+
+
+def results_status(entry: catalog.Entry) -> catalog.ResultsStatus:
+    """Cached :func:`engine.catalog.results_status`."""
+    if entry.results_dir is None:
+        return catalog.ResultsStatus("missing")
+    state, reasons = _status(
+        str(entry.results_dir),
+        str(entry.model_dir or ""),
+        _stamp(entry.results_dir / "manifest.json"),
+    )
+    return catalog.ResultsStatus(state, reasons)
+
+
+# --------------------------------------------------------------------------- worker
+@st.cache_resource(show_spinner=False)
+def worker() -> Any:
+    """The model worker shared by every session (it owns TensorFlow)."""
+    from engine.worker import ModelWorker
+
+    return ModelWorker()
+
+
+@st.cache_resource(show_spinner=False)
+def _preloads() -> dict[str, threading.Thread]:
+    return {}
+
+
+def preload(entry: catalog.Entry) -> None:
+    """Start loading (and tracing) the entry's model in the background, once."""
+    if entry.model_dir is None:
+        return
+    key = str(entry.model_dir)
+    started = _preloads()
+    if key in started:
+        return
+
+    def load() -> None:
+        try:
+            worker().load(key)
+        except EngineError as exc:  # shown again, readably, when a page needs the model
+            log.warning("Preloading %s failed: %s", key, exc)
+
+    t = threading.Thread(target=load, name=f"preload-{entry.key}", daemon=True)
+    started[key] = t
+    t.start()
+
+
+# --------------------------------------------------------------------------- messages
+@contextlib.contextmanager
+def friendly_errors(what: str) -> Iterator[None]:
+    """Show an engine error as a readable message instead of a traceback."""
+    try:
+        yield
+    except EngineError as exc:
+        st.error(f"{what}: {exc}")
+
+
+def threat_badge(label: str) -> None:
+    """A caption naming the threat model of the numbers above it, with its meaning."""
+    st.caption(f"Threat model: **{label}**. {threat.explain(label)}")
+
+
+def no_model(entry: catalog.Entry) -> None:
+    """Explain that no model is trained for this choice, and how to train one."""
+    st.warning(
+        f"No model is trained for **{entry.title}** yet. Train one on this machine "
+        "(the dashboard finds it in `runs/models`), then precompute its recap curves:"
+    )
+    st.code(catalog.train_command(entry.dataset_id, entry.backbone), language="bash")
+    st.caption(
+        "Needs the dataset in place (`python -m engine.datasets info "
+        f"{entry.dataset_id}` says where to put it). "
+        "The shipped models are trained from scratch at 160 px on 2 CPU cores."
+    )
+
+
+def sidebar_status(entry: catalog.Entry) -> None:
+    """Under the picker: what the chosen model is and whether its results are fresh."""
+    box = st.sidebar.container()
+    meta = entry.meta
+    if meta is None:
+        box.caption("No model for this choice yet: the pages say how to train one.")
+        return
+    acc = meta.clean_metrics.get("accuracy")
+    n = meta.clean_metrics.get("n_images")
+    origin = "trained from scratch" if meta.weights == "none" else f"weights: {meta.weights}"
+    line = f"{meta.input_size} px, {origin}"
+    if isinstance(acc, float):
+        line += f"; clean test accuracy **{acc:.1%}** on {n} images"
+    box.caption(line)
+    status = results_status(entry)
+    if status.state == "missing":
+        box.caption("No precomputed recap curves for this model.")
+    elif not status.ok:
+        box.warning(status.message(), icon="⚠️")
+    if PRELOAD:
+        preload(entry)
+
+
+#: Load the chosen model in the background as soon as the app opens (off in tests).
+PRELOAD = os.environ.get("ROBUSTLENS_PRELOAD", "1") != "0"
