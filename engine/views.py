@@ -306,6 +306,16 @@ def eps_values(df: pd.DataFrame, attack: str, defence_key: str | None = None) ->
     return sorted({float(e) for e in rows["eps"]})
 
 
+def attacked(df: pd.DataFrame) -> list[str]:
+    """The table's attacks that have an attacked (ε > 0) undefended row, in table order.
+
+    A partial sweep can hold only the clean (ε = 0) rows of an attack it has just
+    started; there is no budget to pick for it yet.
+    """
+    key = NO_DEFENCE if NO_DEFENCE in set(df["defence_key"]) else None
+    return [a for a in attacks(df) if any(e > 0 for e in eps_values(df, a, key))]
+
+
 def attack_title(attack: str) -> str:
     """Display name of an attack id (``"fgsm"`` -> ``"FGSM"``)."""
     return ATTACK_TITLES.get(attack, str(attack).upper())

@@ -38,27 +38,35 @@ PICKER_BACKBONES = ["mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "inc
 
 
 # --------------------------------------------------------------------------- choice
+@st.cache_data(ttl=30, show_spinner=False)
+def _entries() -> list[catalog.Entry]:
+    """Every model/results entry (re-scanned at most every 30 s: new trainings appear)."""
+    return catalog.entries()
+
+
 def _dataset_options() -> list[str]:
-    shipped = {e.dataset_id for e in catalog.entries()}
+    shipped = {e.dataset_id for e in _entries()}
     return [d for d in datasets.REGISTRY if d in shipped] + [
         d for d in datasets.REGISTRY if d not in shipped
     ]
 
 
 def _backbone_options(dataset_id: str) -> list[str]:
-    extra = [e.backbone for e in catalog.entries() if e.dataset_id == dataset_id]
+    extra = [e.backbone for e in _entries() if e.dataset_id == dataset_id]
     return PICKER_BACKBONES + [b for b in extra if b not in PICKER_BACKBONES]
 
 
 def _dataset_label(dataset_id: str) -> str:
     spec = datasets.REGISTRY[dataset_id]
-    n = sum(e.has_model for e in catalog.entries() if e.dataset_id == dataset_id)
+    n = sum(e.has_model for e in _entries() if e.dataset_id == dataset_id)
     return f"{spec.title}" + (f"  ·  {n} model{'s' * (n > 1)}" if n else "  ·  no model yet")
 
 
-def _backbone_label(backbone: str) -> str:
-    dataset_id = st.session_state.get(KEY_DATASET, DEFAULT_DATASET)
-    entry = catalog.find(dataset_id, backbone)
+def _backbone_label(dataset_id: str, backbone: str) -> str:
+    entry = next(
+        (e for e in _entries() if e.dataset_id == dataset_id and e.backbone == backbone),
+        catalog.Entry(dataset_id, backbone),
+    )
     title = BACKBONE_INFO[backbone].title
     if not entry.has_model:
         return f"{title}  ·  not trained"
@@ -74,8 +82,12 @@ def picker() -> catalog.Entry:
     bb_options = _backbone_options(st.session_state[KEY_DATASET])
     if st.session_state.get(KEY_BACKBONE) not in bb_options:
         st.session_state[KEY_BACKBONE] = DEFAULT_BACKBONE
+    dataset_id = st.session_state[KEY_DATASET]
     st.sidebar.selectbox(
-        "Model backbone", bb_options, key=KEY_BACKBONE, format_func=_backbone_label
+        "Model backbone",
+        bb_options,
+        key=KEY_BACKBONE,
+        format_func=lambda b: _backbone_label(dataset_id, b),
     )
     return current()
 

@@ -9,7 +9,12 @@ __all__ = ["PAGES", "PageInfo"]
 
 @dataclass(frozen=True)
 class PageInfo:
-    """One page: its file under ``pages/``, menu title, icon and URL path."""
+    """One page: its file, menu title, icon and URL path.
+
+    Page files live in ``app_pages/``, not ``pages/``: Streamlit treats a
+    ``pages/`` folder as an old-style multipage app and, on a deep link after a
+    restart, runs the page without this router (no picker, no layout).
+    """
 
     file: str
     title: str
@@ -19,37 +24,37 @@ class PageInfo:
 
 
 PAGES: list[PageInfo] = [
-    PageInfo("pages/home.py", "Home", "🛡️", "", "What this model resists, in three numbers."),
+    PageInfo("app_pages/home.py", "Home", "🛡️", "", "What this model resists, in three numbers."),
     PageInfo(
-        "pages/recap.py",
+        "app_pages/recap.py",
         "Recap curves",
         "📈",
         "recap",
         "Every metric against attack strength, for every defence setting, on the test set.",
     ),
     PageInfo(
-        "pages/lab.py",
+        "app_pages/lab.py",
         "Live lab",
         "🧪",
         "lab",
         "Attack one image, defend it, and watch the label flip and come back.",
     ),
     PageInfo(
-        "pages/explorer.py",
+        "app_pages/explorer.py",
         "Explorer",
         "🔭",
         "explorer",
         "Sweep ε or a defence parameter live on a few test images, over the curve.",
     ),
     PageInfo(
-        "pages/models.py",
+        "app_pages/models.py",
         "Models & data",
         "🗂️",
         "models",
         "Model cards, dataset cards with licences, and how each result was made.",
     ),
     PageInfo(
-        "pages/report.py",
+        "app_pages/report.py",
         "Report",
         "📄",
         "report",

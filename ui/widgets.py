@@ -14,6 +14,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+#: Shown instead of a page's controls when a partial sweep has no attacked row yet.
+NO_ATTACKED_ROWS = (
+    "The precomputed sweep has no attacked results yet (it is partial): only clean images "
+    "so far. Come back when it has progressed, or finish it with the command on the "
+    "Models & data page."
+)
+
+
 def param_slider(label: str, values: tuple[Any, ...], *, key: str, help: str = "") -> Any:
     """A slider over a parameter's range (numbers) or its values (anything else)."""
     if all(_is_number(v) for v in values):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine import charts, threat, views
-from ui import common
+from ui import common, widgets
 from ui.nav import PAGES
 
 entry = common.current()
@@ -23,18 +23,20 @@ if entry.model_dir is None and entry.results_dir is None:
     st.stop()
 
 loaded = common.results(entry)
+attacks = views.attacked(loaded[0]) if loaded is not None else []
 st.subheader(entry.title)
 if loaded is None:
     st.info(
         "No precomputed recap curves for this model yet, so there are no headline numbers. "
         "The live lab works already."
     )
+elif not attacks:
+    st.info(widgets.NO_ATTACKED_ROWS)
 else:
     df, manifest = loaded
     status = common.results_status(entry)
     if not status.ok:
         st.warning(status.message(), icon="⚠️")
-    attacks = views.attacks(df)
     c_attack, c_eps = st.columns([1, 3])
     attack = c_attack.selectbox(
         "Attack", attacks, format_func=views.attack_title, key="home_attack"
@@ -56,18 +58,23 @@ else:
         c2.metric(
             f"Under {views.attack_title(attack)}, ε = {h['eps']:g}",
             f"{h['attacked_accuracy']:.1%}",
-            delta=f"{-h['drop']:+.1%}",
+            delta=f"{-100 * h['drop']:+.1f} points",
         )
         c2.caption(f"No defence. Threat model: {h['threat_model']['attacked']}.")
         if h["best_key"] is not None:
             c3.metric(
                 f"Best defence: {h['best_label']}",
                 f"{h['best_accuracy']:.1%}",
-                delta=f"{h['recovered']:+.1%} recovered",
+                delta=f"{100 * h['recovered']:+.1f} points recovered",
+            )
+            cost = 100 * h["best_clean_cost"]
+            cost_text = (
+                f"Costs {cost:.1f} points of clean accuracy. "
+                if cost >= 0
+                else f"Raises clean accuracy by {-cost:.1f} points. "
             )
             c3.caption(
-                f"Costs {h['best_clean_cost']:+.1%} of clean accuracy. "
-                f"Threat model: {h['threat_model']['attacked']} — "
+                cost_text + f"Threat model: {h['threat_model']['attacked']} — "
                 "an attacker who knows the defence does better."
             )
         st.plotly_chart(

@@ -281,7 +281,7 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         with col:
             st.plotly_chart(
                 charts.topk_bars(pred.probs, name, k=3, title=title, true_label=res.true_label),
-                config=charts.CHART_CONFIG,
+                config={"displayModeBar": False},
                 key=f"lab_bars_{title}",
             )
 

@@ -32,9 +32,12 @@ if not status.ok:
     st.warning(status.message(), icon="⚠️")
 
 classes = list(manifest.get("model", {}).get("classes") or [])
+if not views.attacked(df):
+    st.info(widgets.NO_ATTACKED_ROWS)
+    st.stop()
 top = st.columns([1, 1, 2])
 attack = top[0].selectbox(
-    "Attack", views.attacks(df), format_func=views.attack_title, key="recap_attack"
+    "Attack", views.attacked(df), format_func=views.attack_title, key="recap_attack"
 )
 metric_ids = [m for m in views.METRICS if m in df.columns and df[m].notna().any()]
 metric = top[1].selectbox(

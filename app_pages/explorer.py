@@ -59,9 +59,12 @@ if index is None:
     )
     st.stop()
 
+if not views.attacked(df):
+    st.info(widgets.NO_ATTACKED_ROWS)
+    st.stop()
 c1, c2, c3 = st.columns(3)
 what = c1.radio("Sweep", ["ε (attack strength)", "a defence parameter"], key="ex_what")
-attack = c2.selectbox("Attack", views.attacks(df), format_func=views.attack_title, key="ex_attack")
+attack = c2.selectbox("Attack", views.attacked(df), format_func=views.attack_title, key="ex_attack")
 metric_ids = [
     m
     for m in ("accuracy", "macro_recall", "fooling_rate", "sensitivity", "npv", "fnr")

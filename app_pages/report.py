@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine import datasets, report, views
 from engine.errors import EngineError
-from ui import common
+from ui import common, widgets
 
 entry = common.current()
 st.title("Report")
@@ -37,8 +37,13 @@ title = c1.text_input(
 subtitle = c2.text_input(
     "Subtitle", f"Adversarial attacks and input defences · {entry.key}", key="rep_subtitle"
 )
+if not views.attacked(df):
+    st.info(widgets.NO_ATTACKED_ROWS)
+    st.stop()
 c3, c4 = st.columns(2)
-attack = c3.selectbox("Attack", views.attacks(df), format_func=views.attack_title, key="rep_attack")
+attack = c3.selectbox(
+    "Attack", views.attacked(df), format_func=views.attack_title, key="rep_attack"
+)
 eps_values = [e for e in views.eps_values(df, attack, views.NO_DEFENCE) if e > 0]
 eps = c4.select_slider(
     "Budget for the headline, trade-off and confusion parts (ε, 0–255 levels)",

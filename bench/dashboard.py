@@ -1,0 +1,555 @@
+"""Dashboard budgets: live-attack latency, home-page interactive time, memory.
+
+Run with ``python -m bench.dashboard``. Prints a table with the bar for each
+budget and writes ``bench/results/dashboard.json``.
+
+Measured:
+
+* **live attack latency**: a :class:`engine.worker.ModelWorker` on the shipped
+  ``chest_xray__mobilenet_v3_large`` bundle, one chest X-ray from the test
+  split (a synthetic shape when the data is absent), FGSM ε 8 and the seed-000
+  chain NLM → bilateral → guided, with its three predictions (clean, attacked,
+  defended): median and p90 of the round trip measured at the caller, after
+  warm-up. Bar: median ≤ 300 ms. The **reference** is the same request run in
+  this process with Keras, followed by ``keras.backend.clear_session()`` after
+  every call: what Streamlit does after each rerun when Keras is imported in
+  its own process, i.e. the dashboard without the worker.
+* **home page interactive time**: ``streamlit run dashboard.py`` as
+  ``make run`` starts it (plus ``--server.headless true --server.address
+  127.0.0.1``: no desktop browser to open, no external-address lookup); from
+  the moment it prints its URL until headless Chromium shows the home page's
+  metric cards (``data-testid="stMetric"``). Bar: ≤ 10 s.
+* **memory after every page**: in the same browser, every page is visited,
+  the live attack is clicked, the explorer's live sweep is run with N = 4 and
+  the report is built; then the resident memory (VmRSS) of the streamlit
+  process and all its descendants (the model worker, multiprocessing's
+  resource tracker) is summed. Bar: ≤ 1.5 GB (10^9 bytes).
+
+The two browser rows need the Debian packages ``chromium`` and
+``chromium-driver`` and ``selenium``; without them they are skipped with a
+note. Nothing is downloaded: Selenium gets the driver and browser paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
+PAGES = ["", "recap", "lab", "explorer", "models", "report"]
+
+BARS = {
+    "lab_median_ms": 300.0,  # live attack + defence + 3 predictions, round trip
+    "home_interactive_s": 10.0,  # URL printed -> metric cards shown
+    "memory_mb": 1500.0,  # streamlit + children after using every page (1.5 GB)
+}
+
+
+# --------------------------------------------------------------------------- live attack
+def _lab_image() -> tuple[np.ndarray, int | None, str]:
+    from engine import datasets
+    from engine.errors import EngineError
+
+    try:
+        index = datasets.load_splits("chest_xray")["test"]
+        return index.image(0), int(index.labels[0]), "chest_xray test image 0"
+    except EngineError:
+        image, _ = datasets.render_synthetic(0, "test", 0)
+        return image, None, "synthetic shape 0 (chest_xray data absent)"
+
+
+def _stats(ms: list[float]) -> dict:
+    return {
+        "median_ms": round(statistics.median(ms), 1),
+        "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "min_ms": round(min(ms), 1),
+        "max_ms": round(max(ms), 1),
+        "calls": len(ms),
+    }
+
+
+def bench_lab(calls: int, ref_calls: int) -> dict:
+    """Round trip through the model worker, then the in-process Keras reference."""
+    from engine import defences
+    from engine.worker import ModelWorker
+
+    image, label, source = _lab_image()
+    request = {
+        "label": label,
+        "attack": "fgsm",
+        "attack_params": {"eps": 8.0},
+        "defence": defences.to_spec(defences.SEED_CHAIN),
+    }
+    worker = ModelWorker()
+    try:
+        t = time.perf_counter()
+        info = worker.load(str(MODEL))
+        load_s = time.perf_counter() - t
+        for _ in range(3):
+            worker.lab(str(MODEL), image, **request)
+        ms, inner = [], {k: [] for k in ("resize", "attack", "defence", "predict", "total")}
+        for _ in range(calls):
+            t = time.perf_counter()
+            res = worker.lab(str(MODEL), image, **request)
+            ms.append(1000 * (time.perf_counter() - t))
+            for k, values in inner.items():
+                values.append(res.timings[k])
+    finally:
+        worker.close()
+    out = {
+        "image": source,
+        "image_shape": list(image.shape),
+        "model_input": info["input_size"],
+        "defence": res.defence_title,
+        "worker_load_s": round(load_s, 1),
+        "worker": _stats(ms),
+        "worker_inside_median_ms": {k: round(statistics.median(v), 1) for k, v in inner.items()},
+    }
+    out["reference"] = _reference(image, request, ref_calls)
+    return out
+
+
+def _reference(image: np.ndarray, request: dict, calls: int) -> dict:
+    """The same request in this process, with Keras's clear_session after every call."""
+    import keras
+
+    from engine.lab import run_lab
+    from engine.models import load_bundle
+
+    t = time.perf_counter()
+    bundle = load_bundle(str(MODEL))
+    load_s = time.perf_counter() - t
+    classes = list(bundle.meta.classes)
+    t = time.perf_counter()
+    run_lab(bundle.model, classes, image, **request)
+    first_ms = 1000 * (time.perf_counter() - t)
+    keras.backend.clear_session()
+    ms, clear_ms = [], []
+    for _ in range(calls):
+        t = time.perf_counter()
+        run_lab(bundle.model, classes, image, **request)
+        ms.append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        keras.backend.clear_session()
+        clear_ms.append(1000 * (time.perf_counter() - t))
+    return {
+        "what": "in-process Keras, keras.backend.clear_session() after every call",
+        "load_s": round(load_s, 1),
+        "first_call_ms": round(first_ms, 1),
+        **_stats(ms),
+        "clear_session_median_ms": round(statistics.median(clear_ms), 1),
+    }
+
+
+# --------------------------------------------------------------------------- browser
+def _browser():
+    """A headless Chromium driver, or (None, reason)."""
+    chromium = next(
+        filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))),
+        None,
+    )
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        return None, "chromium/chromedriver absent (apt-get install chromium chromium-driver)"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None, "selenium is not installed"
+    os.environ.setdefault("SE_OFFLINE", "true")
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--window-size=1440,1000",
+    ):
+        options.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    drv.set_page_load_timeout(120)
+    return drv, ""
+
+
+_DONE_JS = """
+const app = document.querySelector('[data-testid="stApp"]');
+if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"],'
+    + '[data-testid="stStatusWidgetRunningManIcon"],[data-testid="stAppSkeleton"]')) return false;
+return !!document.querySelector('[data-testid="stMain"] h1');
+"""
+
+
+def _wait(drv, condition, timeout: float = 300.0, poll: float = 0.05) -> float:
+    """Seconds until ``condition(drv)`` holds; raise after ``timeout``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if condition(drv):
+            return time.monotonic() - t0
+        time.sleep(poll)
+    raise TimeoutError(f"{drv.current_url}: condition not met after {timeout:g} s")
+
+
+def _wait_done(drv, timeout: float = 300.0, settle: float = 1.0) -> None:
+    since = None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if drv.execute_script(_DONE_JS):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= settle:
+                return
+        else:
+            since = None
+        time.sleep(0.2)
+    raise TimeoutError(f"{drv.current_url}: still running after {timeout:g} s")
+
+
+def _click(drv, css: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    el = drv.find_element(By.CSS_SELECTOR, css)
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+    el.click()
+    time.sleep(0.5)
+    _wait_done(drv)
+
+
+def _has_text(drv, text: str) -> bool:
+    return text in drv.find_element("css selector", '[data-testid="stMain"]').text
+
+
+# --------------------------------------------------------------------------- processes
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _label(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+    if "streamlit" in cmd and "run" in cmd:
+        return "streamlit"
+    if "resource_tracker" in cmd:
+        return "multiprocessing resource tracker"
+    if "spawn_main" in cmd:
+        return "model worker (spawned child)"
+    return cmd[:60]
+
+
+def process_tree(pid: int) -> list[dict]:
+    """The process and all its descendants, with their resident memory."""
+    seen, todo, rows = set(), [pid], []
+    while todo:
+        p = todo.pop(0)
+        if p in seen:
+            continue
+        seen.add(p)
+        rows.append({"pid": p, "what": _label(p), "rss_mb": round(_rss_mb(p), 1)})
+        todo += _children(p)
+    return rows
+
+
+# --------------------------------------------------------------------------- streamlit
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Streamlit:
+    """``streamlit run dashboard.py`` with its output read line by line, time-stamped."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+        self.url_printed = threading.Event()
+        self.url_at = 0.0
+        self.lines: list[str] = []
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard.py",
+                "--server.port",
+                str(self.port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if "URL:" in line and not self.url_printed.is_set():
+                self.url_at = time.monotonic()
+                self.url_printed.set()
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(15)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+def _metrics_shown(drv) -> bool:
+    return len(drv.find_elements("css selector", '[data-testid="stMetric"]')) >= 3
+
+
+def bench_browser() -> dict:
+    """Home-page interactive time, then memory after using every page."""
+    drv, why = _browser()
+    if drv is None:
+        return {"skipped": why}
+    server = _Streamlit()
+    out: dict = {}
+    try:
+        if not server.url_printed.wait(120):
+            raise RuntimeError("streamlit printed no URL:\n" + "\n".join(server.lines[-20:]))
+        out["url_printed_after_start_s"] = round(server.url_at - server.started, 2)
+        drv.get(server.url)
+        _wait(drv, _metrics_shown, timeout=120)
+        out["home_interactive_s"] = round(time.monotonic() - server.url_at, 2)
+        _wait_done(drv)
+        out["home_done_s"] = round(time.monotonic() - server.url_at, 2)
+        out["pid"] = server.proc.pid
+        after: dict[str, float] = {}
+
+        def snap(name: str) -> None:
+            after[name] = round(sum(r["rss_mb"] for r in process_tree(server.proc.pid)), 1)
+
+        snap("home")
+        steps: dict[str, float] = {}
+        for page in PAGES[1:]:
+            t = time.monotonic()
+            drv.get(f"{server.url}/{page}")
+            _wait_done(drv)
+            if page == "lab":
+                _click(drv, ".st-key-lab_run button")
+                assert _has_text(drv, "The attack"), "no lab verdict"
+            elif page == "explorer":
+                from selenium.webdriver.common.action_chains import ActionChains
+                from selenium.webdriver.common.keys import Keys
+
+                n = drv.find_element("css selector", ".st-key-ex_n input[type=range]")
+                drv.execute_script("arguments[0].focus();", n)
+                ActionChains(drv).send_keys(Keys.HOME).perform()  # smallest N (4)
+                time.sleep(0.5)
+                _wait_done(drv)
+                _click(drv, ".st-key-ex_run button")
+                assert _has_text(drv, "Live points"), "the live sweep did not finish"
+            elif page == "report":
+                _click(drv, ".st-key-rep_build button")
+                assert _has_text(drv, "Report ready"), "the report was not built"
+            steps[page] = round(time.monotonic() - t, 1)
+            snap(page)
+        time.sleep(2.0)
+        tree = process_tree(server.proc.pid)
+        out["page_seconds"] = steps
+        out["rss_total_mb_after"] = after
+        out["processes"] = tree
+        out["memory_mb"] = round(sum(r["rss_mb"] for r in tree), 1)
+        out["explorer_n"] = 4
+    finally:
+        server.stop()
+        drv.quit()
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def _bars(results: dict) -> list[tuple[str, bool | None, str]]:
+    lab = results["lab"]["worker"]
+    rows: list[tuple[str, bool | None, str]] = [
+        (
+            "live attack, median round trip",
+            lab["median_ms"] <= BARS["lab_median_ms"],
+            f"{lab['median_ms']:.0f} ms (bar <= {BARS['lab_median_ms']:.0f} ms)",
+        )
+    ]
+    br = results["browser"]
+    if "skipped" in br:
+        rows += [
+            ("home page interactive", None, f"skipped: {br['skipped']}"),
+            ("memory after every page", None, f"skipped: {br['skipped']}"),
+        ]
+    else:
+        s = br["home_interactive_s"]
+        rows.append(
+            (
+                "home page interactive",
+                s <= BARS["home_interactive_s"],
+                f"{s:.1f} s after the URL (bar <= {BARS['home_interactive_s']:g} s)",
+            )
+        )
+        m = br["memory_mb"]
+        rows.append(
+            (
+                "memory after every page",
+                m <= BARS["memory_mb"],
+                f"{m:.0f} MB (bar <= {BARS['memory_mb']:.0f} MB)",
+            )
+        )
+    return rows
+
+
+def _table(results: dict) -> str:
+    lab, br = results["lab"], results["browser"]
+    w, ref = lab["worker"], lab["reference"]
+    lab_text = f"median {w['median_ms']:.0f} ms, p90 {w['p90_ms']:.0f} ms"
+    lines = [
+        "",
+        f"Dashboard budgets ({results['machine']['cpus']} CPUs, load average "
+        f"{results['machine']['loadavg_1m_at_start']} at start)",
+        "",
+        f"{'budget':<30}{'measured':<34}{'bar':<12}reference",
+        f"{'live attack (round trip)':<30}"
+        f"{lab_text:<34}"
+        f"{'<= 300 ms':<12}"
+        f"in-process Keras + clear_session: median {ref['median_ms']:.0f} ms, "
+        f"p90 {ref['p90_ms']:.0f} ms ({ref['calls']} calls)",
+    ]
+    if "skipped" in br:
+        lines.append(f"{'home page interactive':<30}{'skipped':<34}{'<= 10 s':<12}{br['skipped']}")
+        lines.append(f"{'memory after every page':<30}{'skipped':<34}{'<= 1.5 GB':<12}")
+    else:
+        home_text = f"{br['home_interactive_s']:.1f} s after the URL"
+        mem_text = f"{br['memory_mb']:.0f} MB in {len(br['processes'])} processes"
+        lines.append(
+            f"{'home page interactive':<30}{home_text:<34}{'<= 10 s':<12}"
+            f"page finished at {br['home_done_s']:.1f} s; URL printed "
+            f"{br['url_printed_after_start_s']:.1f} s after start"
+        )
+        lines.append(f"{'memory after every page':<30}{mem_text:<34}{'<= 1.5 GB':<12}")
+    inside = lab["worker_inside_median_ms"]
+    lines += [
+        "",
+        f"Live attack: {lab['image']} -> {lab['model_input']} px, FGSM eps 8, "
+        f"{lab['defence']}, 3 predictions; {w['calls']} calls after warm-up",
+        "  inside the worker (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in inside.items()),
+        f"  round trip min/max {w['min_ms']:.0f}/{w['max_ms']:.0f} ms; "
+        f"worker start + model load {lab['worker_load_s']:.1f} s",
+        f"  reference: first call after load {ref['first_call_ms']:.0f} ms, "
+        f"clear_session {ref['clear_session_median_ms']:.0f} ms each",
+    ]
+    if "skipped" not in br:
+        lines += ["", "Memory (RSS) per process after every page:"]
+        for r in br["processes"]:
+            lines.append(f"  {r['pid']:>8}  {r['what']:<34}{r['rss_mb']:>9.1f} MB")
+        lines.append(
+            "  total after each page (MB): "
+            + ", ".join(f"{k or 'home'} {v:.0f}" for k, v in br["rss_total_mb_after"].items())
+        )
+        lines.append(
+            "  seconds per page (incl. its actions): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in br["page_seconds"].items())
+        )
+    lines += ["", "Bars:"]
+    for name, ok, text in results["bars"]:
+        tag = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"  [{tag}] {name}: {text}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 0 even when a bar is missed (it is reported)."""
+    p = argparse.ArgumentParser(
+        prog="python -m bench.dashboard", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--calls", type=int, default=30, help="live attack calls through the worker")
+    p.add_argument("--ref-calls", type=int, default=5, help="in-process reference calls")
+    p.add_argument("--no-browser", action="store_true", help="skip the two browser rows")
+    p.add_argument("--out", default="bench/results/dashboard.json")
+    args = p.parse_args(argv)
+
+    import streamlit
+
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+            "python": sys.version.split()[0],
+            "streamlit": streamlit.__version__,
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bars": [],
+    }
+    results["browser"] = (
+        {"skipped": "--no-browser"} if args.no_browser else bench_browser()
+    )  # first, so the home page meets a machine as a fresh `make run` would
+    results["lab"] = bench_lab(args.calls, args.ref_calls)
+    import tensorflow as tf
+
+    results["machine"]["tensorflow"] = tf.__version__
+    results["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    results["bars"] = _bars(results)
+    print(_table(results))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
