@@ -155,13 +155,15 @@ if run and done is None:
             for i, r in enumerate(rows):
                 r[x_name] = values[i % len(values)]
         _sweeps()[key] = rows
-        done = rows
-        bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
+        st.session_state["ex_seconds"] = time.perf_counter() - t0
+        st.rerun()  # redraw with the live points and the "cached" button
 
 if done:
     charts.overlay_live(fig, done, metric=metric, x=x_name, name=f"live ({n} images)")
 widgets.chart(fig, key="ex_chart", filename=f"{entry.key}_explorer")
 if done:
+    if "ex_seconds" in st.session_state:
+        st.caption(f"Live sweep computed in {st.session_state.pop('ex_seconds'):.1f} s.")
     st.caption(
         f"Live points: {n} test images, so each point can sit up to about "
         f"±{100 / np.sqrt(n):.0f} points (two standard errors) from the full-test-set "

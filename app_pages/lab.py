@@ -286,7 +286,7 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
             )
 
     st.subheader("Before / after")
-    c1, c2 = st.columns([1, 2])
+    c1, c2, _ = st.columns([1, 1.4, 0.6])
     pair = c1.radio(
         "Compare",
         ["original | defended", "original | attacked", "attacked | defended"],
@@ -298,16 +298,28 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
     c2.image(
         wipe(images[left], images[right], pos / 100),
         caption=f"left: {left}, right: {right}",
-        width=min(512, 3 * res.original.shape[1]),
+        width="stretch",
     )
 
     m = st.columns(5)
     m[0].metric("L∞ change", f"{res.linf:g} levels")
     m[1].metric("L2 change", f"{res.l2:.0f}")
     m[2].metric("Pixels changed", f"{res.l0_share:.0%}")
-    m[3].metric("Attacked vs original", f"{res.psnr_adv:.1f} dB", f"SSIM {res.ssim_adv:.3f}")
+    m[3].metric(
+        "Attacked vs original",
+        f"{res.psnr_adv:.1f} dB",
+        f"SSIM {res.ssim_adv:.3f}",
+        delta_color="off",
+        delta_arrow="off",
+        help="PSNR (higher = closer) and SSIM (1 = identical) against the original.",
+    )
     m[4].metric(
-        "Defended vs original", f"{res.psnr_defended:.1f} dB", f"SSIM {res.ssim_defended:.3f}"
+        "Defended vs original",
+        f"{res.psnr_defended:.1f} dB",
+        f"SSIM {res.ssim_defended:.3f}",
+        delta_color="off",
+        delta_arrow="off",
+        help="The defence also changes the image: how far it moved from the original.",
     )
     t = res.timings
     st.caption(
@@ -345,10 +357,24 @@ def lab_panel() -> None:
         image, label, caption = pick_image()
         attack, params = pick_attack()
         chain = pick_defence()
-        st.button("⚡ Attack and defend", type="primary", key="lab_run", width="stretch")
+        live = st.toggle(
+            "Update as I move the controls",
+            True,
+            key="lab_live",
+            help="Off: nothing runs until you click the button (for slow attacks such as "
+            "PGD with many steps).",
+        )
+        clicked = st.button("⚡ Attack and defend", type="primary", key="lab_run", width="stretch")
     with right:
         if image is None:
             st.info("Choose or upload an image to start.")
+            return
+        if not (live or clicked):
+            if "lab_last" in st.session_state:
+                st.caption("Showing the last result: click **Attack and defend** to update it.")
+                show(*st.session_state["lab_last"])
+            else:
+                st.info("Click **Attack and defend** to run.")
             return
         with common.friendly_errors("The live attack failed"):
             with st.spinner("Loading the model in the worker (about 10 s the first time)…"):
@@ -363,7 +389,8 @@ def lab_panel() -> None:
                 params,
                 chain,
             )
-            show(res, caption, 1000 * (time.perf_counter() - t0))
+            st.session_state["lab_last"] = (res, caption, 1000 * (time.perf_counter() - t0))
+            show(*st.session_state["lab_last"])
 
 
 lab_panel()

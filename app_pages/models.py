@@ -31,12 +31,6 @@ with tab_model:
             with left:
                 st.markdown(cards.model_card(entry.model_dir))
             with right:
-                if history:
-                    st.plotly_chart(
-                        charts.training_curves(history),
-                        config=charts.CHART_CONFIG,
-                        key="models_curves",
-                    )
                 cm = meta.clean_metrics.get("confusion") if meta else None
                 if cm:
                     st.plotly_chart(
@@ -55,6 +49,12 @@ with tab_model:
                         config=charts.CHART_CONFIG,
                         key="models_cmb",
                     )
+            if history:
+                st.plotly_chart(
+                    charts.training_curves(history),
+                    config=charts.CHART_CONFIG,
+                    key="models_curves",
+                )
 
 
 # --------------------------------------------------------------------------- dataset card

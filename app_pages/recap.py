@@ -83,6 +83,13 @@ with tabs[0], common.friendly_errors("This chart cannot be drawn"):
             key="recap_eps_chart",
             filename=f"{entry.key}_{attack}_{metric}_vs_eps",
         )
+        if attack == "fgsm":
+            st.caption(
+                "FGSM takes a single step of size ε, so a large ε can overshoot the "
+                "region where the model is wrong and accuracy may rise again; iterative "
+                "PGD does not give up that way. A curve that climbs at large ε is a "
+                "weakness of the attack, not robustness of the model."
+            )
         shown = df[(df["attack"] == attack) & df["defence_key"].isin(chosen)]
         st.download_button(
             "Download these rows (CSV)",
@@ -217,8 +224,34 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
                 ],
                 width=128,
             )
-            st.caption("Clean images from your local copy of the data (none is shipped).")
-        st.dataframe(flips, hide_index=True)
+            st.caption(
+                f"The first {len(shown)} of {len(flips)} flipped images: clean images from "
+                "your local copy of the data (none is shipped)."
+            )
+        if len(flips):
+            table = flips.rename(
+                columns={
+                    "image_index": "test image",
+                    "true_name": "true class",
+                    "attacked_name": "attacked: predicted",
+                    "confidence_attacked": "attacked: confidence",
+                    "defended_name": "defended: predicted",
+                    "confidence_defended": "defended: confidence",
+                    "restored": "restored",
+                }
+            )
+            st.dataframe(
+                table[[c for c in table.columns if " " in c or c == "restored"]],
+                hide_index=True,
+                column_config={
+                    "attacked: confidence": st.column_config.ProgressColumn(
+                        format="percent", max_value=1
+                    ),
+                    "defended: confidence": st.column_config.ProgressColumn(
+                        format="percent", max_value=1
+                    ),
+                },
+            )
 
 st.divider()
 st.download_button(

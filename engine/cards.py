@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine import datasets
-from engine.bundle import BUNDLE_HISTORY, BundleMeta, read_meta
+from engine.bundle import BACKBONE_INFO, BUNDLE_HISTORY, BundleMeta, read_meta
 from engine.errors import EngineError
 
 CARD = "card.md"
@@ -43,6 +43,11 @@ DATASET_NOTES: dict[str, str] = {
         "about clinical use."
     ),
 }
+
+
+def _backbone_title(backbone: str) -> str:
+    info = BACKBONE_INFO.get(backbone)
+    return info.title if info else backbone
 
 
 def _pct(x: Any) -> str:
@@ -84,13 +89,14 @@ def model_card(bundle: str | Path) -> str:
     sizes = t.get("split_sizes", {})
     title = spec.title if spec else meta.dataset_id
     lines = [
-        f"# {meta.backbone} on {title}",
+        f"# {_backbone_title(meta.backbone)} on {title}",
         "",
         f"*Bundle `{bundle.name}` · created {meta.created} · model SHA-256 "
         f"`{meta.model_sha256[:16]}…`*",
         "",
         "## Model",
-        f"- Backbone: **{meta.backbone}**, input {meta.input_size}×{meta.input_size} RGB "
+        f"- Backbone: **{_backbone_title(meta.backbone)}** (`{meta.backbone}`), "
+        f"input {meta.input_size}×{meta.input_size} RGB "
         "(0–255, preprocessing inside the model).",
         f"- Weights: **{meta.weights}**"
         + (

@@ -626,6 +626,9 @@ def tradeoff(df: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
     """
     table = views.tradeoff_table(df, attack=attack, eps=eps)
     used, note = table.attrs["eps"], table.attrs["note"]
+    # Label the few best settings only (most recovered for least clean cost); hover has all.
+    score = table["recovered"] - table["clean_cost"].fillna(0)
+    labelled = set(table.loc[score.nlargest(min(5, len(table))).index, "defence_key"])
     fig = go.Figure()
     for family in dict.fromkeys(table["family"]):
         sub = table[table["family"] == family]
@@ -652,8 +655,11 @@ def tradeoff(df: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
                 y=(100 * sub["recovered"]).tolist(),
                 mode="markers+text",
                 name=views.family_title(family),
-                text=sub["label"].tolist(),
-                textposition="top center",
+                text=[
+                    r["label"] if r["defence_key"] in labelled else "" for _, r in sub.iterrows()
+                ],
+                textposition="middle right",
+                customdata=sub["label"].tolist(),
                 textfont={"size": 10},
                 marker={"color": family_colour(family), "size": 11, "line": {"width": 0}},
                 hovertext=hover,
@@ -713,6 +719,13 @@ def tradeoff(df: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
     )
     fig.update_xaxes(title_text="Clean cost: accuracy lost on clean images (percentage points)")
     fig.update_yaxes(title_text="Recovered: accuracy won back under attack (percentage points)")
+    if len(table):
+        xs = [0.0, *(100 * table["clean_cost"].dropna())]
+        ys = [0.0, *(100 * table["recovered"].dropna())]
+        for axis, values, right in ((fig.update_xaxes, xs, 0.35), (fig.update_yaxes, ys, 0.15)):
+            lo, hi = min(values), max(values)
+            pad = max(hi - lo, 1.0)
+            axis(range=[lo - 0.08 * pad, hi + right * pad])  # room for the labels
     return fig
 
 
@@ -1007,14 +1020,16 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
             row=1,
             col=col,
         )
-    fig.update_xaxes(title_text="epoch", dtick=max(1, len(epochs) // 10))
-    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", nticks=6)
+    fig.update_yaxes(tickformat=".0%", nticks=5, row=1, col=1)
+    fig.update_yaxes(nticks=5, row=1, col=2)
     _base_layout(
         fig,
         "Training curves",
         "Training accuracy is class-weighted and augmented; validation is clean.",
         height=360,
     )
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
     return fig
 
 

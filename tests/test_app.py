@@ -177,7 +177,7 @@ def test_recap_flipped_images_tab():
 
 def test_models_page_shows_the_cards():
     at = open_app("app_pages/models.py")
-    card = next(t for t in texts(at.markdown) if t.startswith("# mobilenet_v3_large on"))
+    card = next(t for t in texts(at.markdown) if t.startswith("# MobileNetV3 Large on"))
     assert "## Clean test metrics" in card
     assert "Pediatric chest X-rays (Kermany)" in texts(at.subheader)
     assert any("python -m engine.recap" in t or "engine.datasets" in t for t in texts(at.code))
@@ -321,7 +321,7 @@ def test_choice_follows_the_user_across_pages():
         assert at.selectbox(key="sel_dataset").value == "chest_xray", page
         assert at.selectbox(key="sel_backbone").value == "mobilenet_v3_small", page
         if page == "app_pages/models.py":
-            assert any(t.startswith("# mobilenet_v3_small on") for t in texts(at.markdown))
+            assert any(t.startswith("# MobileNetV3 Small on") for t in texts(at.markdown))
     # back to the default: the pages follow again
     at.selectbox(key="sel_backbone").set_value("mobilenet_v3_large").run()
     assert "Pediatric chest X-rays (Kermany) · MobileNetV3 Large" in texts(at.subheader)

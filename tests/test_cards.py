@@ -48,6 +48,6 @@ def test_history_and_cli(tmp_path, capsys):
     b = _bundle(tmp_path)
     assert [r["epoch"] for r in read_history(b)] == [0.0, 1.0]
     assert main([str(b)]) == 0
-    assert (b / "card.md").read_text().startswith("# tiny on ")
+    assert (b / "card.md").read_text().startswith("# Tiny CNN (tests, synthetic set) on ")
     assert main([str(tmp_path / "missing")]) == 2
     assert "meta.json is missing" in capsys.readouterr().err
