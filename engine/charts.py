@@ -436,6 +436,14 @@ def two_panel(
             " · No patient view: this dataset declares no “sick” classes, so sensitivity, NPV "
             "and the false-negative rate are undefined"
         )
+    same = np.allclose(
+        rows["macro_recall"].astype(float), rows["macro_specificity"].astype(float), equal_nan=True
+    )
+    if same:  # two classes: one class's recall is the other's specificity
+        subtitle += " · macro recall and macro specificity coincide (two classes)"
+        for trace in fig.data:
+            if trace.name == METRICS["macro_specificity"].label:
+                trace.line.dash = "dot"
     _base_layout(
         fig,
         f"Recap against {views.attack_title(attack)} attack strength: {setting}",

@@ -527,3 +527,27 @@ def test_lab_upload_bad_files(upload_app, name, data, message):
     assert message in error
     assert "Choose or upload an image to start." in texts(at.info)
     assert not at.metric
+
+
+def test_a_shared_link_opens_its_model_and_the_address_follows_the_picker():
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+    at.query_params["dataset"] = "chest_xray"
+    at.query_params["backbone"] = "mobilenet_v3_small"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sel_backbone").value == "mobilenet_v3_small"
+    assert "Pediatric chest X-rays (Kermany) · MobileNetV3 Small" in texts(at.subheader)
+    at.selectbox(key="sel_backbone").set_value("mobilenet_v3_large").run()
+    assert at.query_params["backbone"] == ["mobilenet_v3_large"] or (
+        at.query_params["backbone"] == "mobilenet_v3_large"
+    )
+
+
+def test_a_link_with_unknown_ids_falls_back_to_the_default():
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+    at.query_params["dataset"] = "<script>"
+    at.query_params["backbone"] = "nope"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sel_dataset").value == "chest_xray"
+    assert at.selectbox(key="sel_backbone").value == "mobilenet_v3_large"

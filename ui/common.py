@@ -73,12 +73,46 @@ def _backbone_label(dataset_id: str, backbone: str) -> str:
     return f"{title}  ·  {'shipped' if entry.shipped else 'trained here'}"
 
 
+def _from_link() -> None:
+    """Take the choice from a shared link (``?dataset=ID&backbone=ID``) once per session."""
+    if st.session_state.get("_sel_from_link"):
+        return
+    st.session_state["_sel_from_link"] = True
+    params = st.query_params
+    if params.get("dataset") in datasets.REGISTRY:
+        st.session_state[KEY_DATASET] = params["dataset"]
+        # the backbone default depends on the dataset: the first with a model
+        models = [e.backbone for e in _entries() if e.dataset_id == params["dataset"]]
+        st.session_state[KEY_BACKBONE] = models[0] if models else DEFAULT_BACKBONE
+    if params.get("backbone") in BACKBONE_INFO:
+        st.session_state[KEY_BACKBONE] = params["backbone"]
+
+
+def _follow_dataset() -> None:
+    """After a dataset change, keep the backbone if it has a model, else take one that has."""
+    dataset_id = st.session_state[KEY_DATASET]
+    models = [e.backbone for e in _entries() if e.dataset_id == dataset_id and e.has_model]
+    if models and st.session_state.get(KEY_BACKBONE) not in models:
+        st.session_state[KEY_BACKBONE] = models[0]
+
+
 def picker() -> catalog.Entry:
-    """Render the dataset and backbone picker in the sidebar and return the choice."""
+    """Render the dataset and backbone picker in the sidebar and return the choice.
+
+    A link with ``?dataset=ID&backbone=ID`` opens on that choice, and the
+    address bar follows the choice, so a copied link shows the same model.
+    """
+    _from_link()
     ds_options = _dataset_options()
     if st.session_state.get(KEY_DATASET) not in ds_options:
         st.session_state[KEY_DATASET] = DEFAULT_DATASET
-    st.sidebar.selectbox("Dataset", ds_options, key=KEY_DATASET, format_func=_dataset_label)
+    st.sidebar.selectbox(
+        "Dataset",
+        ds_options,
+        key=KEY_DATASET,
+        format_func=_dataset_label,
+        on_change=_follow_dataset,
+    )
     bb_options = _backbone_options(st.session_state[KEY_DATASET])
     if st.session_state.get(KEY_BACKBONE) not in bb_options:
         st.session_state[KEY_BACKBONE] = DEFAULT_BACKBONE
@@ -89,6 +123,7 @@ def picker() -> catalog.Entry:
         key=KEY_BACKBONE,
         format_func=lambda b: _backbone_label(dataset_id, b),
     )
+    st.query_params.update(dataset=dataset_id, backbone=st.session_state[KEY_BACKBONE])
     return current()
 
 
