@@ -9,7 +9,6 @@ import numpy as np
 import streamlit as st
 
 from engine import charts, datasets, threat, views
-from engine.errors import EngineError
 from ui import common, widgets
 
 entry = common.current()
@@ -29,14 +28,6 @@ if loaded is None:
 df, manifest = loaded
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
-    try:
-        return datasets.load_splits(dataset_id)["test"]
-    except EngineError:
-        return None
-
-
 @st.cache_resource(show_spinner=False)
 def _sweeps() -> dict[tuple, list[dict[str, Any]]]:
     """Finished live sweeps, shared by sessions (they are deterministic)."""
@@ -45,13 +36,13 @@ def _sweeps() -> dict[tuple, list[dict[str, Any]]]:
 
 @st.cache_data(show_spinner="Reading test images…", max_entries=8)
 def _images(dataset_id: str, n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    index = _test_index(dataset_id)
+    index = common.test_split(dataset_id)
     assert index is not None
     picks = datasets.subset_indices(index.labels, n, seed=seed)
     return [index.image(int(i)) for i in picks], index.labels[picks]
 
 
-index = _test_index(entry.dataset_id)
+index = common.test_split(entry.dataset_id)
 if index is None:
     st.warning(
         f"The {entry.dataset_id} test images are not on this machine, so nothing can be "
@@ -99,18 +90,7 @@ if what.startswith("ε"):
     defences_arg = [spec]
     request = ("eps", attack, tuple(eps_values), str(spec))
 else:
-    options = views.defence_options(df)
-    tunable = [f for f, info in options.items() if info.varying and "+" not in f]
-    d1, d2, d3 = st.columns(3)
-    family = d1.selectbox(
-        "Defence", tunable, format_func=lambda f: options[f].title, key="ex_family"
-    )
-    param = d2.selectbox("Parameter", options[family].varying, key="ex_param")
-    with d3:
-        eps_req = widgets.eps_slider(df, attack, key="ex_eps")
-    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
-    if eps_note:
-        st.info(eps_note)
+    family, param, eps_used = widgets.param_picker(df, attack, key="ex", chains=False)
     midpoints = st.toggle("Add points between the precomputed values", True, key="ex_mid")
     settings = views.live_param_settings(df, family=family, param=param, midpoints=midpoints)
     fig = charts.metric_vs_param(

@@ -62,17 +62,9 @@ if DEMO_LABEL:
     PRESETS = {DEMO_LABEL: DEMO_CHAIN, **PRESETS}
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
-    try:
-        return datasets.load_splits(dataset_id)["test"]
-    except EngineError:
-        return None
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _test_image(dataset_id: str, i: int) -> np.ndarray:
-    index = _test_index(dataset_id)
+    index = common.test_split(dataset_id)
     assert index is not None
     return index.image(i)
 
@@ -91,7 +83,7 @@ def _apply_preset() -> None:
 # --------------------------------------------------------------------------- image source
 def pick_image() -> tuple[np.ndarray | None, int | None, str]:
     """The image to attack, its true class (or None) and a caption."""
-    index = _test_index(entry.dataset_id)
+    index = common.test_split(entry.dataset_id)
     sources = (["Test image"] if index is not None else []) + ["Upload", "Synthetic shape"]
     source = st.radio("Image", sources, horizontal=True, key="lab_source")
     if source == "Test image":
@@ -328,21 +320,19 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         + f" · total {t['total']:.0f} ms in the model worker, {round_trip_ms:.0f} ms "
         "round trip (cached results return instantly)."
     )
-    d1, d2 = st.columns(2)
-    d1.download_button(
-        "Download the attacked image (PNG, lossless)",
-        encode_png(res.adversarial),
-        file_name=f"{entry.key}_{res.attack}_eps{res.attack_params.get('eps', 0):g}.png",
-        mime="image/png",
-        key="lab_dl_adv",
-    )
-    d2.download_button(
-        "Download the defended image (PNG, lossless)",
-        encode_png(res.defended),
-        file_name=f"{entry.key}_{res.attack}_defended.png",
-        mime="image/png",
-        key="lab_dl_def",
-    )
+    eps_text = f"eps{res.attack_params.get('eps', 0):g}"
+    for col, (what, image) in zip(
+        st.columns(2),
+        (("attacked", res.adversarial), ("defended", res.defended)),
+        strict=True,
+    ):
+        col.download_button(
+            f"Download the {what} image (PNG, lossless)",
+            encode_png(image),
+            file_name=f"{entry.key}_{res.attack}_{eps_text}_{what}.png",
+            mime="image/png",
+            key=f"lab_dl_{what}",
+        )
     common.threat_badge(res.threat_model)
     st.caption(
         "Accepted uploads: " + ", ".join(ALLOWED_FORMATS) + ". The recap curves say how "

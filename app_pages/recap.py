@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import catalog, charts, datasets, views
-from engine.errors import EngineError
+from engine import catalog, charts, views
 from engine.images import resize_image
 from ui import common, widgets
 
@@ -117,18 +116,7 @@ with tabs[1], common.friendly_errors("This chart cannot be drawn"):
     )
 
 with tabs[2], common.friendly_errors("This chart cannot be drawn"):
-    options = views.defence_options(df)
-    tunable = [f for f, info in options.items() if info.varying]
-    c1, c2, c3 = st.columns(3)
-    fam = c1.selectbox(
-        "Defence", tunable, format_func=lambda f: options[f].title, key="recap_param_family"
-    )
-    param = c2.selectbox("Parameter", options[fam].varying, key="recap_param_name")
-    with c3:
-        eps_req = widgets.eps_slider(df, attack, key="recap_param_eps")
-    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
-    if eps_note:
-        st.info(eps_note)
+    fam, param, eps_used = widgets.param_picker(df, attack, key="recap_param")
     widgets.chart(
         charts.metric_vs_param(
             df, metric=metric, attack=attack, eps=eps_used, family=fam, param=param
@@ -180,14 +168,6 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
             )
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _test_index(dataset_id: str) -> datasets.SplitIndex | None:
-    try:
-        return datasets.load_splits(dataset_id)["test"]
-    except EngineError:
-        return None
-
-
 with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
     per_image = common.per_image(entry)
     if per_image is None:
@@ -213,7 +193,7 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
                 f"ε = {flips.attrs.get('eps', eps_req):g} flips **{len(flips)}** that the model "
                 f"got right; **{views.setting_label(key)}** restores **{restored}** of them."
             )
-        index = _test_index(entry.dataset_id)
+        index = common.test_split(entry.dataset_id)
         if index is not None and len(flips):
             shown = flips.head(12)
             st.image(

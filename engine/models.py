@@ -60,23 +60,10 @@ _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 # --------------------------------------------------------------------------- backbones
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One entry of the backbone registry.
+    """One entry of the backbone registry: :class:`engine.bundle.BackboneInfo` + a builder.
 
-    Parameters
-    ----------
-    id : str
-        Registry key, used on the CLI (``--backbone``).
-    title : str
-        Human-readable name.
-    input_size : int
-        Default square input size in pixels.
-    min_size : int
-        Smallest input size the architecture accepts.
-    imagenet : bool
-        Whether Keras publishes ImageNet weights for it.
-    build : callable
-        ``build(input_shape, weights) -> keras.Model`` returning the feature
-        extractor (no top), preprocessing included, taking 0-255 RGB.
+    ``build(input_shape, weights) -> keras.Model`` returns the feature
+    extractor (no top), preprocessing included, taking 0-255 RGB.
     """
 
     id: str

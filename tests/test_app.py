@@ -433,7 +433,7 @@ def test_lab_default_run_gives_a_verdict(chest_data):
         "Defended vs original",
     ]
     assert at.metric[0].value == "8 levels"
-    assert {b.key for b in at.get("download_button")} == {"lab_dl_adv", "lab_dl_def"}
+    assert {b.key for b in at.get("download_button")} == {"lab_dl_attacked", "lab_dl_defended"}
 
     at.button(key="lab_run").click().run()
     assert not at.exception

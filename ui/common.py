@@ -197,6 +197,15 @@ def results_status(entry: catalog.Entry) -> catalog.ResultsStatus:
     return catalog.ResultsStatus(state, reasons)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def test_split(dataset_id: str) -> datasets.SplitIndex | None:
+    """The dataset's test split (no pixels), or ``None`` when its files are not here."""
+    try:
+        return datasets.load_splits(dataset_id)["test"]
+    except EngineError:
+        return None
+
+
 # --------------------------------------------------------------------------- worker
 @st.cache_resource(show_spinner=False)
 def worker() -> Any:

@@ -175,3 +175,26 @@ def declared_params(
                 **{n: float(v) for n, v in init.items()},
             )
     return values
+
+
+def param_picker(
+    df: pd.DataFrame, attack: str, *, key: str, chains: bool = True
+) -> tuple[str, str, float]:
+    """Pick a defence family, one of its swept parameters and a budget.
+
+    Returns ``(family, param, eps)`` with ``eps`` mapped to the nearest
+    precomputed budget (an info box says so when it differs).
+    """
+    options = views.defence_options(df)
+    tunable = [f for f, i in options.items() if i.varying and (chains or "+" not in f)]
+    c1, c2, c3 = st.columns(3)
+    family = c1.selectbox(
+        "Defence", tunable, format_func=lambda f: options[f].title, key=f"{key}_family"
+    )
+    param = c2.selectbox("Parameter", options[family].varying, key=f"{key}_param")
+    with c3:
+        eps_req = eps_slider(df, attack, key=f"{key}_eps")
+    eps_used, note = views.resolve_eps(df, attack, eps_req)
+    if note:
+        st.info(note)
+    return family, param, eps_used
