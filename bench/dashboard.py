@@ -34,23 +34,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+
+from bench._browser import StreamlitServer, browser_missing, chromium_driver, wait_done
+from bench._common import loadavg, machine_info, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
@@ -162,43 +157,10 @@ def _reference(image: np.ndarray, request: dict, calls: int) -> dict:
 # --------------------------------------------------------------------------- browser
 def _browser():
     """A headless Chromium driver, or (None, reason)."""
-    chromium = next(
-        filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))),
-        None,
-    )
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        return None, "chromium/chromedriver absent (apt-get install chromium chromium-driver)"
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return None, "selenium is not installed"
-    os.environ.setdefault("SE_OFFLINE", "true")
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--window-size=1440,1000",
-    ):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    drv.set_page_load_timeout(120)
-    return drv, ""
-
-
-_DONE_JS = """
-const app = document.querySelector('[data-testid="stApp"]');
-if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"],'
-    + '[data-testid="stStatusWidgetRunningManIcon"],[data-testid="stAppSkeleton"]')) return false;
-return !!document.querySelector('[data-testid="stMain"] h1');
-"""
+    why = browser_missing()
+    if why:
+        return None, why
+    return chromium_driver(1440, 1000), ""
 
 
 def _wait(drv, condition, timeout: float = 300.0, poll: float = 0.05) -> float:
@@ -211,20 +173,6 @@ def _wait(drv, condition, timeout: float = 300.0, poll: float = 0.05) -> float:
     raise TimeoutError(f"{drv.current_url}: condition not met after {timeout:g} s")
 
 
-def _wait_done(drv, timeout: float = 300.0, settle: float = 1.0) -> None:
-    since = None
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if drv.execute_script(_DONE_JS):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= settle:
-                return
-        else:
-            since = None
-        time.sleep(0.2)
-    raise TimeoutError(f"{drv.current_url}: still running after {timeout:g} s")
-
-
 def _click(drv, css: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -232,7 +180,7 @@ def _click(drv, css: str) -> None:
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
     el.click()
     time.sleep(0.5)
-    _wait_done(drv)
+    wait_done(drv, charts=False)
 
 
 def _has_text(drv, text: str) -> bool:
@@ -287,71 +235,6 @@ def process_tree(pid: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- streamlit
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Streamlit:
-    """``streamlit run dashboard.py`` with its output read line by line, time-stamped."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-        self.url_printed = threading.Event()
-        self.url_at = 0.0
-        self.lines: list[str] = []
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "dashboard.py",
-                "--server.port",
-                str(self.port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            if "URL:" in line and not self.url_printed.is_set():
-                self.url_at = time.monotonic()
-                self.url_printed.set()
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(15)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(5)
-
-
 def _metrics_shown(drv) -> bool:
     return len(drv.find_elements("css selector", '[data-testid="stMetric"]')) >= 3
 
@@ -361,7 +244,7 @@ def bench_browser() -> dict:
     drv, why = _browser()
     if drv is None:
         return {"skipped": why}
-    server = _Streamlit()
+    server = StreamlitServer()
     out: dict = {}
     try:
         if not server.url_printed.wait(120):
@@ -370,7 +253,7 @@ def bench_browser() -> dict:
         drv.get(server.url)
         _wait(drv, _metrics_shown, timeout=120)
         out["home_interactive_s"] = round(time.monotonic() - server.url_at, 2)
-        _wait_done(drv)
+        wait_done(drv, charts=False)
         out["home_done_s"] = round(time.monotonic() - server.url_at, 2)
         out["pid"] = server.proc.pid
         after: dict[str, float] = {}
@@ -383,7 +266,7 @@ def bench_browser() -> dict:
         for page in PAGES[1:]:
             t = time.monotonic()
             drv.get(f"{server.url}/{page}")
-            _wait_done(drv)
+            wait_done(drv, charts=False)
             if page == "lab":
                 _click(drv, ".st-key-lab_run button")
                 assert _has_text(drv, "The attack"), "no lab verdict"
@@ -395,7 +278,7 @@ def bench_browser() -> dict:
                 drv.execute_script("arguments[0].focus();", n)
                 ActionChains(drv).send_keys(Keys.HOME).perform()  # smallest N (4)
                 time.sleep(0.5)
-                _wait_done(drv)
+                wait_done(drv, charts=False)
                 _click(drv, ".st-key-ex_run button")
                 assert _has_text(drv, "Live points"), "the live sweep did not finish"
             elif page == "report":
@@ -524,14 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     import streamlit
 
     results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
-            "python": sys.version.split()[0],
-            "streamlit": streamlit.__version__,
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_info(loadavg_1m_at_start=loadavg(), streamlit=streamlit.__version__),
         "bars": [],
     }
     results["browser"] = (
@@ -541,13 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     results["machine"]["tensorflow"] = tf.__version__
-    results["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    results["machine"]["loadavg_1m_at_end"] = loadavg()
     results["bars"] = _bars(results)
-    print(_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, _table(results), args.out)
     return 0
 
 

@@ -20,17 +20,16 @@ does not depend on the weight values.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+
+from bench._common import machine_info, write_results
 
 BARS = {
     "fgsm_vs_art": 2.5,  # batched FGSM >= 2.5x ART's throughput
@@ -224,24 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import tensorflow as tf
 
-    results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "opencv": cv2.__version__,
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    results: dict = machine_info(tensorflow=tf.__version__, opencv=cv2.__version__)
     results["attacks"] = bench_attacks(args.repeats, args.batch, not args.no_art)
     results["defences"] = bench_defences(args.repeats, args.batch)
     results["bars"] = _bars(results)
-    print(_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, _table(results), args.out)
     return 0
 
 

@@ -40,9 +40,7 @@ the ART comparison), in cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -53,6 +51,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+
+from bench._common import loadavg, machine_info, write_results
 
 BARS = {
     "vs_art": 3.0,  # pipeline throughput >= 3x the ART loop
@@ -279,15 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         return evaluations / statistics.median(times[name]) if times[name] else None
 
     results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "opencv": cv2.__version__,
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_info(
+            loadavg_1m_at_end=loadavg(), tensorflow=tf.__version__, opencv=cv2.__version__
+        ),
         "grid": {
             "model": "mobilenet_v3_small (random weights), 224x224, 4 classes",
             "images": N_IMAGES,
@@ -308,11 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     results["bars"] = _bars(results)
-    print(_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    write_results(results, _table(results), args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -19,23 +19,16 @@ never asked to fetch them.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench._browser import StreamlitServer, browser_paths, chromium_driver, wait_done
 from ui.nav import PAGES
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Where the screenshots go (the README shows them); ROBUSTLENS_SCREENSHOTS overrides it.
 SHOTS = Path(
     os.environ.get("ROBUSTLENS_SCREENSHOTS")
@@ -46,99 +39,16 @@ WINDOW = (1440, 1000)
 #: model worker, which imports TensorFlow and warms the model up).
 PAGE_TIMEOUT = 240.0
 SERVER_TIMEOUT = 90.0
+#: Options on top of ``streamlit run dashboard.py --server.headless true ...``.
+SERVER_ARGS = ("--server.fileWatcherType", "none", "--client.toolbarMode", "minimal")
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = next(
-    filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))),
-    None,
-)
-CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM, CHROMEDRIVER = browser_paths()
 
 
 def _shot_name(url_path: str) -> str:
     return url_path or "home"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-class Server:
-    """A ``streamlit run dashboard.py`` subprocess with its log in a temporary file."""
-
-    def __init__(self, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        # Open for the server's whole life, closed in stop().
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", prefix="streamlit-")  # noqa: SIM115
-        env = dict(
-            os.environ, PYTHONUNBUFFERED="1", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **env
-        )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "dashboard.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(self.port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.fileWatcherType",
-                "none",
-                "--client.toolbarMode",
-                "minimal",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: the model worker goes with it
-        )
-
-    def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited ({self.proc.returncode}):\n{self.tail()}")
-            if _healthy(self.url):
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"streamlit not healthy after {timeout:g} s:\n{self.tail()}")
-
-    def tail(self, n: int = 4000) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-n:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        # The model worker is in the same group; make sure nothing of it is left.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +59,7 @@ def server():
             "(Debian: apt-get install chromium chromium-driver)"
         )
     pytest.importorskip("selenium", reason="pip install selenium (in requirements.txt)")
-    srv = Server()
+    srv = StreamlitServer(*SERVER_ARGS)
     try:
         srv.wait_healthy(SERVER_TIMEOUT)
         yield srv
@@ -159,49 +69,13 @@ def server():
 
 @pytest.fixture(scope="module")
 def driver(server):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    # Never let Selenium Manager look for (or download) a browser or driver.
-    os.environ.setdefault("SE_OFFLINE", "true")
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--disable-extensions",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--force-device-scale-factor=1",
-        "--lang=en-US",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-    ):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    drv.set_page_load_timeout(60)
+    drv = chromium_driver(*WINDOW, page_load_timeout=60)
     set_viewport(drv, *WINDOW)
     try:
         yield drv
     finally:
         drv.quit()
 
-
-# The page is done when the app has finished its run, no running indicator is
-# shown, the page title is there and every Plotly chart has drawn its SVG.
-_DONE_JS = """
-const app = document.querySelector('[data-testid="stApp"]');
-if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"],'
-    + '[data-testid="stStatusWidgetRunningManIcon"],[data-testid="stAppSkeleton"]')) return false;
-if (!document.querySelector('[data-testid="stMain"] h1')) return false;
-for (const c of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
-  if (!c.querySelector('.main-svg')) return false;
-}
-return true;
-"""
 
 _SCROLL_TOP_JS = """
 window.scrollTo(0, 0);
@@ -218,25 +92,6 @@ def set_viewport(drv, width: int, height: int) -> None:
         "Emulation.setDeviceMetricsOverride",
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
-
-
-def wait_done(drv, timeout: float = PAGE_TIMEOUT, settle: float = 1.0) -> None:
-    """Wait until the page has stayed finished for ``settle`` seconds."""
-    deadline = time.monotonic() + timeout
-    since = None
-    while time.monotonic() < deadline:
-        if drv.execute_script(_DONE_JS):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= settle:
-                return
-        else:
-            since = None
-        time.sleep(0.2)
-    state = drv.execute_script(
-        "const a=document.querySelector('[data-testid=\"stApp\"]');"
-        "return a && a.getAttribute('data-test-script-state');"
-    )
-    raise AssertionError(f"{drv.current_url} still not finished after {timeout:g} s ({state})")
 
 
 def exceptions(drv) -> list[str]:
@@ -294,7 +149,7 @@ SYNTHETIC = "?dataset=synthetic&backbone=tiny"
 def test_page_renders_without_exception(server, driver, url_path):
     t0 = time.monotonic()
     driver.get(f"{server.url}/{url_path}")
-    wait_done(driver)
+    wait_done(driver, PAGE_TIMEOUT)
     errors = exceptions(driver)
     path = None if url_path in SHOWS_DATA else screenshot(driver, _shot_name(url_path))
     assert not errors, f"/{url_path} shows an exception:\n" + "\n---\n".join(errors)
@@ -308,7 +163,7 @@ def test_lab_attack_and_defend(server, driver, query):
     from selenium.webdriver.common.by import By
 
     driver.get(f"{server.url}/lab{query}")
-    wait_done(driver)
+    wait_done(driver, PAGE_TIMEOUT)
     if query:  # generated images only: safe to keep as the README's screenshots
         assert "dataset=synthetic" in driver.current_url
         screenshot(driver, "lab")
@@ -317,7 +172,7 @@ def test_lab_attack_and_defend(server, driver, query):
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
     button.click()
     time.sleep(0.5)  # let the fragment's rerun start
-    wait_done(driver)
+    wait_done(driver, PAGE_TIMEOUT)
     verdicts = [
         e
         for e in driver.find_elements(
@@ -343,11 +198,11 @@ def test_deep_link_on_a_fresh_server(server, driver):
     page file alone, without the router, until some session opened ``/``: that
     is why the pages live in ``app_pages/``.)
     """
-    fresh = Server(ROBUSTLENS_PRELOAD="0")
+    fresh = StreamlitServer(*SERVER_ARGS, env={"ROBUSTLENS_PRELOAD": "0"})
     try:
         fresh.wait_healthy(SERVER_TIMEOUT)
         driver.get(f"{fresh.url}/recap")
-        wait_done(driver)
+        wait_done(driver, PAGE_TIMEOUT)
         check_router(driver)
     finally:
         fresh.stop()
