@@ -59,6 +59,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -296,6 +297,9 @@ def _child_main(conn: Any, config: dict[str, Any]) -> None:
     """Entry point of the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras writes ~/.keras/keras.json on import; a hosted app writes only to a temp dir.
+    # (The worker loads saved bundles only, so it needs no cached ImageNet weights.)
+    os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), "robustlens-keras"))
     startup_error = None
     try:
         import tensorflow as tf
