@@ -239,6 +239,53 @@ def verdict(res: Any) -> None:
         )
 
 
+def recap_context(res: Any) -> None:
+    """How often this attack and defence work across the test set: the precomputed curve."""
+    loaded = common.results(entry)
+    if loaded is None:
+        return
+    df = loaded[0]
+    if res.attack not in views.attacked(df):
+        st.caption(f"No precomputed curve for {res.attack_title} on this model.")
+        return
+    key, note = views.setting_for(df, res.defence_spec or None, attack=res.attack)
+    st.subheader("How often does this work across the test set?")
+    keys = [views.NO_DEFENCE] + ([key] if key and key != views.NO_DEFENCE else [])
+    eps = float(res.attack_params.get("eps", 0))
+    fig = charts.metric_vs_eps(df, metric="accuracy", attack=res.attack, defence_keys=keys)
+    fig.add_vline(
+        x=eps,
+        line={"color": "#c51b7d", "dash": "dot", "width": 2},
+        annotation_text=f"this image: ε {eps:g}",
+        annotation_position="top",
+    )
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        widgets.chart(fig, key="lab_recap_chart", filename=f"{entry.key}_{res.attack}_lab")
+    with c2:
+        used, eps_note = views.resolve_eps(df, res.attack, eps, views.NO_DEFENCE)
+        plain = views.find_row(df, res.attack, used, views.NO_DEFENCE)
+        lines = []
+        if plain is not None:
+            lines.append(
+                f"Across **{int(plain['n_images'])}** test images, {res.attack_title} at "
+                f"ε = {used:g} leaves **{plain['accuracy']:.0%}** of them correct without "
+                "a defence."
+            )
+        if key is None:
+            lines.append(f"No curve for this defence: {note}.")
+        elif key != views.NO_DEFENCE:
+            row = views.find_row(df, res.attack, used, key)
+            if row is not None:
+                lines.append(f"With **{views.setting_label(key)}**: **{row['accuracy']:.0%}**.")
+            if note:
+                lines.append(f"(Nearest precomputed setting: {note}.)")
+        if eps_note:
+            lines.append(f"({eps_note}.)")
+        st.markdown("\n\n".join(lines))
+        common.threat_badge(threat.THREAT_TRANSFER)
+
+
 def show(res: Any, caption: str, round_trip_ms: float) -> None:
     verdict(res)
     name = res.classes
@@ -276,6 +323,8 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
                 config={"displayModeBar": False},
                 key=f"lab_bars_{title}",
             )
+
+    recap_context(res)
 
     st.subheader("Before / after")
     c1, c2, _ = st.columns([1, 1.4, 0.6])

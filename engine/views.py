@@ -1128,3 +1128,51 @@ def demo_case(
         flips = flipped_images(per_image_df, attack=attack, eps=h["eps"], defence_key=h["best_key"])
         restored = [int(i) for i in flips.loc[flips["restored"].eq(True), "image_index"]]
     return DemoCase(attack, h["eps"], h["best_key"], str(h["best_label"]), spec, restored)
+
+
+def setting_for(df: pd.DataFrame, spec: Any, *, attack: str) -> tuple[str | None, str]:
+    """The precomputed defence setting that matches a live defence spec, and a note.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A results table.
+    spec : None, dict or list
+        A live defence in :func:`engine.defences.to_spec` form (``None`` or
+        ``[]`` for no defence).
+    attack : str
+        The attack whose rows are searched.
+
+    Returns
+    -------
+    key : str or None
+        The matching (or nearest) ``defence_key``; ``None`` when the grid has
+        nothing of this kind.
+    note : str
+        Empty for an exact match, else what differs.
+    """
+    members = [] if spec is None else (list(spec) if isinstance(spec, list) else [spec])
+    if not members:
+        return NO_DEFENCE, ""
+    family = "+".join(str(m.get("id")) for m in members)
+    options = defence_options(df)
+    if family not in options:
+        return None, f"{family_title(family)} is not in the precomputed grid"
+    wanted = dfn.from_spec(members if len(members) > 1 else members[0])
+    rows = df.drop_duplicates("defence_key").set_index("defence_key")["defence_params"]
+    for key in options[family].keys:
+        have = rows[key]
+        if isinstance(have, str):
+            have = json.loads(have)
+        if dfn.from_spec(have) == wanted:
+            return key, ""
+    if len(members) == 1:
+        row, note = nearest_setting(
+            df, attack=attack, eps=0, defence_family=family, params=members[0].get("params")
+        )
+        return str(row["defence_key"]), note
+    key = options[family].keys[0]
+    return (
+        key,
+        f"the precomputed {family_title(family)} uses other parameters ({setting_label(key)})",
+    )

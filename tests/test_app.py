@@ -551,3 +551,14 @@ def test_a_link_with_unknown_ids_falls_back_to_the_default():
     assert not at.exception
     assert at.selectbox(key="sel_dataset").value == "chest_xray"
     assert at.selectbox(key="sel_backbone").value == "mobilenet_v3_large"
+
+
+def test_lab_shows_the_recap_curve_next_to_the_live_result(chest_data):
+    at = open_app("app_pages/lab.py")
+    assert "How often does this work across the test set?" in texts(at.subheader)
+    context = next(t for t in texts(at.markdown) if t.startswith("Across **624** test images"))
+    assert "without a defence" in context and "With **" in context
+    # a defence that is not in the grid says so instead of drawing a wrong curve
+    at.multiselect(key="lab_chain").set_value(["bit_depth"]).run()
+    assert not at.exception
+    assert any("not in the precomputed grid" in t for t in texts(at.markdown))

@@ -242,3 +242,18 @@ def test_dashboard_side_modules_do_not_import_tensorflow():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "", f"TensorFlow/Keras imported: {res.stdout}"
+
+
+def test_setting_for_matches_live_defences_to_the_grid(chest):
+    from engine import defences as dfn
+
+    df, _ = chest
+    assert views.setting_for(df, None, attack="fgsm") == ("none", "")
+    assert views.setting_for(df, dfn.to_spec(dfn.SEED_CHAIN), attack="fgsm") == (
+        "nlm+bilateral+guided",
+        "",
+    )
+    key, note = views.setting_for(df, [{"id": "nlm", "params": {"h": 7}}], attack="fgsm")
+    assert key.startswith("nlm:") and "not precomputed" in note
+    key, note = views.setting_for(df, [{"id": "bit_depth", "params": {}}], attack="fgsm")
+    assert key is None and "not in the precomputed grid" in note
