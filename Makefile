@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet adversarial-robustness-toolbox
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.recap
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
