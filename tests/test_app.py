@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 
 os.environ["ROBUSTLENS_PRELOAD"] = "0"  # before ui.common is imported (by the app)
@@ -27,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from engine import catalog
 from engine.images import encode_png
 from tests import conftest
-from tests.conftest import shared_dataset
+from tests.conftest import png_header_only, shared_dataset
 from ui.nav import PAGES
 from ui.widgets import NO_ATTACKED_ROWS
 
@@ -383,22 +381,6 @@ def _png(array: np.ndarray, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _header_only_png(width: int, height: int) -> bytes:
-    """A valid PNG header claiming ``width`` x ``height`` with almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 RNG = np.random.default_rng(0)
 RGB_PNG = encode_png(RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8))
 GREY16_PNG = _png((np.arange(60 * 70).reshape(60, 70) * 15).astype(np.uint16))
@@ -513,7 +495,7 @@ def test_lab_upload_valid_images(upload_app, name, data, size):
         ("hello.png", b"hello", "this file is not an image (or it is damaged)"),
         ("truncated.png", RGB_PNG[:100], "the image file is truncated or damaged"),
         ("animation.png", GIF, "unsupported image format GIF"),
-        ("bomb.png", _header_only_png(30000, 30000), "image is 30000×30000 pixels"),
+        ("bomb.png", png_header_only(30000, 30000), "image is 30000×30000 pixels"),
         ("empty.png", b"", "the file is empty"),
     ],
     ids=["text", "truncated", "gif", "bomb", "empty"],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from engine.images import (
     load_image,
     resize_image,
 )
+from tests.conftest import png_header_only
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(12, 17, 3), dtype=np.uint8)
@@ -28,22 +27,6 @@ def _save(im: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A syntactically valid PNG claiming ``width`` x ``height`` with a tiny IDAT."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -87,7 +70,7 @@ def test_gif_is_unsupported():
 
 
 def test_decompression_bomb_header_is_refused_without_decoding():
-    data = _png_header_only(30000, 30000)
+    data = png_header_only(30000, 30000)
     assert len(data) < 100
     with pytest.raises(
         ImageError,
@@ -99,7 +82,7 @@ def test_decompression_bomb_header_is_refused_without_decoding():
 def test_size_limit_below_pillows_own():
     # 48 MP: under Pillow's bomb threshold, over ours; refused from the header.
     with pytest.raises(ImageError, match="image is 8000×6000 pixels \\(48 megapixels\\)"):
-        decode_image(_png_header_only(8000, 6000))
+        decode_image(png_header_only(8000, 6000))
 
 
 def test_custom_pixel_limit():
