@@ -417,7 +417,7 @@ def lab_panel() -> None:
             return
         with common.friendly_errors("The live attack failed"):
             with st.spinner("Loading the model in the worker (about 10 s the first time)…"):
-                common.worker().load(str(entry.model_dir))
+                common.ensure_loaded(entry.model_dir)
             t0 = time.perf_counter()
             res = _run_lab(
                 str(entry.model_dir),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import cards, catalog, charts, datasets, threat
+from engine import cards, catalog, charts, threat
 from engine.images import resize_image
 from ui import common
 
@@ -65,7 +65,8 @@ def _card(dataset_id: str) -> cards.DatasetCard:
 
 @st.cache_data(show_spinner="Reading sample images…", max_entries=8)
 def _samples(dataset_id: str, per_class: int) -> dict[str, list]:
-    index = datasets.load_splits(dataset_id)["test"]
+    index = common.test_split(dataset_id)
+    assert index is not None  # only called when the dataset card found the data
     picks = cards.sample_refs(index, per_class=per_class)
     return {name: [resize_image(index.image(i), 112) for i in idx] for name, idx in picks.items()}
 

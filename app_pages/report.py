@@ -6,8 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import datasets, report, views
-from engine.errors import EngineError
+from engine import report, views
 from ui import common, widgets
 
 entry = common.current()
@@ -65,9 +64,8 @@ def _example() -> Any:
     case = views.demo_case(df, common.per_image(entry), attack=attack, eps=eps)
     if case is None or not case.restored:
         return None
-    try:
-        index = datasets.load_splits(entry.dataset_id)["test"]
-    except EngineError:
+    index = common.test_split(entry.dataset_id)
+    if index is None:
         return None
     i = case.restored[0]
     return common.worker().lab(

@@ -179,7 +179,7 @@ def per_image(entry: catalog.Entry) -> pd.DataFrame | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _status(results_dir: str, model_dir: str, stamp: float) -> tuple[str, list[str]]:
+def _status(results_dir: str, model_dir: str, stamp: tuple[float, float]) -> tuple[str, list[str]]:
     entry = catalog.Entry("", "", Path(model_dir) if model_dir else None, Path(results_dir))
     s = catalog.results_status(entry)
     return s.state, s.reasons
@@ -189,10 +189,12 @@ def results_status(entry: catalog.Entry) -> catalog.ResultsStatus:
     """Cached :func:`engine.catalog.results_status`."""
     if entry.results_dir is None:
         return catalog.ResultsStatus("missing")
+    model_file = entry.model_dir / "model.keras" if entry.model_dir else Path()
     state, reasons = _status(
         str(entry.results_dir),
         str(entry.model_dir or ""),
-        _stamp(entry.results_dir / "manifest.json"),
+        # re-checked when the results or the model file change
+        (_stamp(entry.results_dir / "manifest.json"), _stamp(model_file)),
     )
     return catalog.ResultsStatus(state, reasons)
 
@@ -218,6 +220,23 @@ def worker() -> Any:
 @st.cache_resource(show_spinner=False)
 def _preloads() -> dict[str, threading.Thread]:
     return {}
+
+
+@st.cache_resource(show_spinner=False)
+def _loaded() -> set[str]:
+    return set()
+
+
+def ensure_loaded(model_dir: str | Path) -> None:
+    """Load (and trace) a model in the worker once per app, not on every click.
+
+    (Worker calls load their bundle on demand anyway, e.g. after a worker
+    restart; this only lets a page show a spinner for the first, slow load.)
+    """
+    key = str(model_dir)
+    if key not in _loaded():
+        worker().load(key)
+        _loaded().add(key)
 
 
 def preload(entry: catalog.Entry) -> None:

@@ -151,28 +151,17 @@ def declared_params(
                     **{n: int(v) for n, v in init.items()},
                 )
             )
-        elif p.kind is int:
-            values[p.name] = st.slider(
-                label,
-                min_value=int(p.low),
-                max_value=int(p.high),
-                step=int(p.step or 1),
-                key=k,
-                help=p.help,
-                **{n: int(v) for n, v in init.items()},
-            )
         else:
-            hi = float(p.high)
-            if hi > 1000:  # e.g. the guided filter's eps: a useful range for a slider
-                hi = 2000.0
+            num = int if p.kind is int else float
+            hi = p.high if p.kind is int or p.high <= 1000 else 2000.0  # e.g. guided eps
             values[p.name] = st.slider(
                 label,
-                min_value=float(p.low),
-                max_value=hi,
-                step=float(p.step or 0.1),
+                min_value=num(p.low),
+                max_value=num(hi),
+                step=num(p.step or (1 if num is int else 0.1)),
                 key=k,
                 help=p.help,
-                **{n: float(v) for n, v in init.items()},
+                **{n: num(v) for n, v in init.items()},
             )
     return values
 
