@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine import charts, datasets, threat, views
+from app import charts, views
+from engine import datasets, threat
 from ui import common, widgets
 
 entry = common.current()

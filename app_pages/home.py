@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import charts, threat, views
+from app import charts, views
+from engine import threat
 from ui import common, widgets
 from ui.nav import PAGES
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine import attacks, catalog, charts, datasets, defences, threat, views
+from app import catalog, charts, views
+from engine import attacks, datasets, defences, threat
 from engine.errors import EngineError
 from engine.images import ALLOWED_FORMATS, decode_image, encode_png, wipe
 from ui import common, widgets

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import cards, catalog, charts, threat
+from app import cards, catalog, charts
+from engine import threat
 from engine.images import resize_image
 from ui import common
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import catalog, charts, views
+from app import catalog, charts, views
 from engine.images import resize_image
 from ui import common, widgets
 

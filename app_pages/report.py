@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import report, views
+from app import report, views
 from ui import common, widgets
 
 entry = common.current()

@@ -1,6 +1,6 @@
 """The dashboard in a real browser: a ``streamlit run`` server and headless Chromium.
 
-Shared by ``bench/dashboard.py`` (the budgets) and ``tests/test_browser.py``.
+Shared by ``bench/dashboard.py`` (the budgets) and ``tests/e2e/test_browser.py``.
 Chromium needs the Debian packages ``chromium`` and ``chromium-driver`` and the
 ``selenium`` package. Nothing is downloaded: Selenium is given the driver and
 browser paths, so Selenium Manager is never asked to fetch them.

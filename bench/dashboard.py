@@ -5,7 +5,7 @@ budget and writes ``bench/results/dashboard.json``.
 
 Measured:
 
-* **live attack latency**: a :class:`engine.worker.ModelWorker` on the shipped
+* **live attack latency**: a :class:`app.worker.ModelWorker` on the shipped
   ``chest_xray__mobilenet_v3_large`` bundle, one chest X-ray from the test
   split (a synthetic shape when the data is absent), FGSM ε 8 and the seed-000
   chain NLM → bilateral → guided, with its three predictions (clean, attacked,
@@ -83,8 +83,8 @@ def _stats(ms: list[float]) -> dict:
 
 def bench_lab(calls: int, ref_calls: int) -> dict:
     """Round trip through the model worker, then the in-process Keras reference."""
+    from app.worker import ModelWorker
     from engine import defences
-    from engine.worker import ModelWorker
 
     image, label, source = _lab_image()
     request = {

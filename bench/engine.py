@@ -105,7 +105,7 @@ def _art_fgsm(model, xb: np.ndarray, yb: np.ndarray):
         return None
     import keras
 
-    from engine.compiled import logits_model
+    from engine.gradients import logits_model
 
     clf = TensorFlowV2Classifier(
         model=logits_model(model),

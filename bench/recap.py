@@ -10,7 +10,7 @@ weights (speed does not depend on the weight values), 64 generated images
 2 x 3 = 6 settings, 384 image evaluations. Throughput = images x settings
 per second.
 
-* **ours**: :func:`engine.recap.run_sweep`, end to end: reading the spec,
+* **ours**: :func:`engine.evaluation.run_sweep`, end to end: reading the spec,
   the bundle and the images, clean predictions, one attack per budget, each
   defence on all cores, prediction, every metric (incl. PSNR, SSIM,
   perturbation norms), per-image records, atomic cell files and both CSVs.
@@ -116,7 +116,7 @@ def _bundle(folder: Path) -> Path:
 
 
 def _ours(spec, bundle: Path, out: Path) -> float:
-    from engine.recap import run_sweep
+    from engine.evaluation import run_sweep
 
     t = time.perf_counter()
     run_sweep(spec, bundle, out, force=True)
@@ -135,7 +135,7 @@ def _art_loops(model, x: np.ndarray, y: np.ndarray):
     import keras
 
     from engine import metrics
-    from engine.compiled import logits_model
+    from engine.gradients import logits_model
 
     n_classes = 4
     clf = TensorFlowV2Classifier(
@@ -190,7 +190,7 @@ def _serial_loop(model, x: np.ndarray, y: np.ndarray):
     """Per image: attack one image, defend one image, predict one image (our engine)."""
     from engine import defences, metrics
     from engine.attacks import run_attack
-    from engine.compiled import predict
+    from engine.gradients import predict
 
     settings = [
         defences.make_defence(d, p) for d, p in (("none", {}), ("jpeg", {}), ("median", {}))
@@ -211,7 +211,7 @@ def _serial_loop(model, x: np.ndarray, y: np.ndarray):
 
 def _defence_cores(spec, bundle: Path, out: Path) -> tuple[float, float]:
     """(cores, seconds) of the NLM defence phase of one pipeline run."""
-    from engine.recap import run_sweep
+    from engine.evaluation import run_sweep
 
     marks: dict[str, tuple[float, float]] = {}
 
@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from engine import datasets as ds
+    from engine.evaluation import parse_spec
     from engine.models import load_bundle
-    from engine.recap import parse_spec
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_recap_"))
     bundle = _bundle(tmp)
@@ -332,7 +332,7 @@ def _table(results: dict) -> str:
         f"{'loop':<36}{'median s':>10}{'eval/s':>10}{'speed-up':>10}",
     ]
     names = {
-        "ours": "ours (engine.recap.run_sweep)",
+        "ours": "ours (engine.evaluation.run_sweep)",
         "art_nested": "ART nested loop (attack per cell)",
         "art_reuse": "ART loop, attack once per eps",
         "serial": "naive serial loop (our engine)",

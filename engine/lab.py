@@ -17,7 +17,7 @@ overstates what a defence achieves against an attacker who knows it is there
 
 Importing this module is cheap: it never imports TensorFlow or Keras at import
 time (the dashboard runs the functions in a separate model worker process,
-:mod:`engine.worker`, and only needs the result types here). TensorFlow loads
+:mod:`app.worker`, and only needs the result types here). TensorFlow loads
 when a function runs.
 
 Pixels follow the engine convention (see :mod:`engine`): RGB ``uint8`` 0-255,
@@ -411,7 +411,7 @@ def run_lab(
     """
     t_start = time.perf_counter()
     from engine.attacks import run_attack
-    from engine.compiled import compiled
+    from engine.gradients import compiled
 
     # Validate everything cheap before any model work.
     info = _attack_info(attack)
@@ -624,7 +624,7 @@ def run_mini_sweep(
         As for :func:`run_lab`; everything is validated before any attack runs.
     """
     from engine.attacks import run_attack
-    from engine.compiled import compiled, predict
+    from engine.gradients import compiled, predict
 
     info = _attack_info(attack)
     base = _attack_values(info, attack_params)

@@ -7,7 +7,7 @@ bundles load in Keras safe mode). Its graph is::
     image (0-255) -> [preprocessing] -> backbone -> global average pooling
                   -> dropout -> Dense "logits" -> Activation softmax "probs"
 
-Attacks take the ``"logits"`` output (see :func:`engine.compiled.logits_model`).
+Attacks take the ``"logits"`` output (see :func:`engine.gradients.logits_model`).
 
 A *bundle* is a folder holding ``model.keras`` and ``meta.json`` (dataset,
 classes, positive classes, input size, backbone, weights origin, training

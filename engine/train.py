@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 
 from engine import datasets as ds
 from engine import metrics
-from engine.compiled import predict
 from engine.errors import EngineError, ParamError
 from engine.fileio import atomic_write_text
+from engine.gradients import predict
 from engine.models import (
     BUNDLE_HISTORY,
     BundleMeta,

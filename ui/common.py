@@ -2,7 +2,7 @@
 
 Thin glue between Streamlit and the engine (house rule 1): no numbers are
 computed here. TensorFlow never loads in this process: models live in the
-model worker (:mod:`engine.worker`), so Streamlit's ``clear_session`` after
+model worker (:mod:`app.worker`), so Streamlit's ``clear_session`` after
 each rerun cannot throw their compiled kernels away.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine import catalog, datasets, threat
+from app import catalog
+from engine import datasets, threat
 from engine.bundle import BACKBONE_INFO
 from engine.errors import EngineError
 
@@ -140,7 +141,7 @@ def current() -> catalog.Entry:
 # --------------------------------------------------------------------------- loaders
 @st.cache_data(show_spinner="Reading the precomputed results…", max_entries=16)
 def _load_results(path: str, stamp: float) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from engine.recap.results import load_results
+    from engine.evaluation.results import load_results
 
     return load_results(path)
 
@@ -186,7 +187,7 @@ def _status(results_dir: str, model_dir: str, stamp: tuple[float, float]) -> tup
 
 
 def results_status(entry: catalog.Entry) -> catalog.ResultsStatus:
-    """Cached :func:`engine.catalog.results_status`."""
+    """Cached :func:`app.catalog.results_status`."""
     if entry.results_dir is None:
         return catalog.ResultsStatus("missing")
     model_file = entry.model_dir / "model.keras" if entry.model_dir else Path()
@@ -212,7 +213,7 @@ def test_split(dataset_id: str) -> datasets.SplitIndex | None:
 @st.cache_resource(show_spinner=False)
 def worker() -> Any:
     """The model worker shared by every session (it owns TensorFlow)."""
-    from engine.worker import ModelWorker
+    from app.worker import ModelWorker
 
     return ModelWorker()
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine import charts, views
+from app import charts, views
 
 
 def _is_number(v: Any) -> bool:
@@ -39,7 +39,7 @@ def defence_picker(
 ) -> tuple[str, dict[str, Any]]:
     """Pick a defence family and its parameters; returns ``(family, requested params)``.
 
-    The sliders move freely; :func:`engine.views.nearest_setting` maps the
+    The sliders move freely; :func:`app.views.nearest_setting` maps the
     request to the nearest precomputed setting and says so.
     """
     options = views.defence_options(df)

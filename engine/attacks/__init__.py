@@ -262,7 +262,7 @@ def run_attack(
         A key of :data:`REGISTRY`.
     model : keras.Model
         A classifier (its ``"probs"`` softmax is stripped with
-        :func:`engine.compiled.logits_model`) or a logits model. Never mutated.
+        :func:`engine.gradients.logits_model`) or a logits model. Never mutated.
     images : np.ndarray
         ``(N, H, W, 3)`` RGB, uint8, or float in [0, 255] (rounded to integers
         first: the budget is measured from the rounded images). Not mutated.
@@ -295,7 +295,7 @@ def run_attack(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive integer; got {batch_size!r}.")
     images = _check_images(images)
-    from engine.compiled import compiled, logits_model
+    from engine.gradients import compiled, logits_model
 
     lm = logits_model(model)
     comp = compiled(lm)

@@ -29,7 +29,7 @@ from engine.params import Param, validate
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
 
-    from engine.compiled import Compiled
+    from engine.gradients import Compiled
 
 __all__ = ["FGSMParams", "attack", "fgsm_step"]
 
@@ -63,7 +63,7 @@ def fgsm_step(
     Parameters
     ----------
     comp : Compiled
-        The model's compiled helper (:func:`engine.compiled.compiled`).
+        The model's compiled helper (:func:`engine.gradients.compiled`).
     x : np.ndarray
         ``(N, H, W, 3)`` float32 in 0-255; not modified.
     labels : np.ndarray
@@ -110,7 +110,7 @@ def attack(
     x = as_float(images)
     targeted = params.target is not None
     y = class_labels(labels, len(x), params.target)
-    from engine.compiled import compiled
+    from engine.gradients import compiled
 
     adv = fgsm_step(compiled(model), x, y, params.eps, targeted=targeted)
     return like_input(adv, images)

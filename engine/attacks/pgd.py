@@ -115,7 +115,7 @@ def attack(
     >>> adv = attack(model, images, labels, PGDParams(eps=8, steps=10))  # doctest: +SKIP
     """
     clean = as_float(images)
-    from engine.compiled import compiled
+    from engine.gradients import compiled
 
     comp = compiled(model)
     targeted = params.target is not None

@@ -112,7 +112,7 @@ def attack(
     >>> adv = attack(model, images, labels, TargetedL2Params(eps=8, target=3))  # doctest: +SKIP
     """
     clean = as_float(images)
-    from engine.compiled import compiled
+    from engine.gradients import compiled
 
     comp = compiled(model)
     target = class_labels(labels, len(clean), params.target)

@@ -9,7 +9,7 @@ import pytest
 
 from engine.models import file_sha256, read_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p for p in (ROOT / "assets" / "models").glob("*") if (p / "meta.json").exists())
 RESULTS = sorted(
     p
@@ -43,7 +43,7 @@ def test_shipped_results_read_with_plain_pandas_and_are_fresh(results):
     bundle = ROOT / "assets" / "models" / manifest["model"]["id"]
     assert manifest["model"]["model_sha256"] == read_meta(bundle).model_sha256
 
-    from engine.recap import check_stale
+    from engine.evaluation import check_stale
 
     assert check_stale(results, bundle) == []
 
@@ -53,7 +53,7 @@ def test_shipped_results_read_with_plain_pandas_and_are_fresh(results):
 def test_a_shipped_cell_reproduces_exactly(results):
     """Re-running a cell on the shipped model gives the shipped numbers (needs the data)."""
     from engine.errors import DatasetError
-    from engine.recap import reproduce_cell
+    from engine.evaluation import reproduce_cell
 
     manifest = json.loads((results / "manifest.json").read_text())
     bundle = ROOT / "assets" / "models" / manifest["model"]["id"]

@@ -1,4 +1,4 @@
-"""engine.charts: traces, hover text, titles and units of the dashboard's figures."""
+"""app.charts: traces, hover text, titles and units of the dashboard's figures."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from engine import charts, views
+from app import charts, views
 from engine.errors import ParamError
 from engine.threat import THREAT_TRANSFER
-from tests.test_views import ACC, make_table
+from tests.app.test_views import ACC, make_table
 
 MANIFEST = {"model": {"classes": ["ok", "bad"], "positive": ["bad"]}}
 

@@ -1,6 +1,6 @@
 """Model cards: a readable summary of a bundle, generated from its metadata.
 
-``python -m engine.cards BUNDLE [BUNDLE ...]`` writes ``card.md`` into each
+``python -m app.cards BUNDLE [BUNDLE ...]`` writes ``card.md`` into each
 bundle folder. The card is built only from ``meta.json``, ``history.csv`` and
 the dataset registry, so it can always be regenerated and never drifts from
 the model it describes. The dashboard renders the same text.
@@ -236,7 +236,7 @@ def sample_refs(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: write a card for each bundle given."""
-    p = argparse.ArgumentParser(prog="python -m engine.cards", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m app.cards", description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+")
     args = p.parse_args(argv)
     try:

@@ -19,7 +19,7 @@ import pytest
 
 from engine.errors import ParamError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "assets" / "specs" / "smoke.toml"
 DEFAULT = ROOT / "assets" / "specs" / "default.toml"
 SIZE = 32
@@ -56,7 +56,7 @@ def bundle(tmp_path_factory) -> Path:
 def sweep(bundle, tmp_path_factory) -> tuple[Path, list[tuple[str, float]]]:
     """The smoke spec run once, with every call of run_attack recorded."""
     import engine.attacks
-    from engine.recap import run_sweep
+    from engine.evaluation import run_sweep
 
     calls: list[tuple[str, float]] = []
     real = engine.attacks.run_attack
@@ -76,7 +76,7 @@ def sweep(bundle, tmp_path_factory) -> tuple[Path, list[tuple[str, float]]]:
 
 
 def test_rows_cover_the_grid_and_attack_once_per_budget(sweep):
-    from engine.recap import COLUMNS, THREAT_CLEAN, THREAT_TRANSFER, load_spec
+    from engine.evaluation import COLUMNS, THREAT_CLEAN, THREAT_TRANSFER, load_spec
 
     out, calls = sweep
     spec = load_spec(SMOKE)
@@ -115,7 +115,7 @@ def test_values_are_in_range(sweep):
 
 def test_clean_undefended_row_is_the_models_clean_accuracy(sweep, bundle):
     from engine import datasets as ds
-    from engine.compiled import predict
+    from engine.gradients import predict
     from engine.models import load_bundle
 
     out, _ = sweep
@@ -162,7 +162,7 @@ def test_manifest_records_provenance(sweep, bundle):
 
 
 def test_load_results_round_trip_and_per_image(sweep):
-    from engine.recap import load_results
+    from engine.evaluation import load_results
 
     out, _ = sweep
     plain = pd.read_csv(out / "results.csv")
@@ -187,15 +187,15 @@ def test_load_results_round_trip_and_per_image(sweep):
 
 
 def test_resume_after_kill_loses_no_finished_cell(sweep, bundle, tmp_path):
-    from engine.recap.__main__ import main
+    from engine.evaluation.__main__ import main
 
     out = tmp_path / "killed"
     args = ["--spec", str(SMOKE), "--model", str(bundle), "--out", str(out)]
     # Slow each cell down so that the kill lands mid-sweep.
     code = (
-        "import sys, time; import engine.recap.sweep as s; f = s.evaluate_cell; "
+        "import sys, time; import engine.evaluation.sweep as s; f = s.evaluate_cell; "
         "s.evaluate_cell = lambda *a, **k: (time.sleep(0.3), f(*a, **k))[1]; "
-        "from engine.recap.__main__ import main; sys.exit(main(sys.argv[1:]))"
+        "from engine.evaluation.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(
@@ -232,8 +232,8 @@ def test_resume_after_kill_loses_no_finished_cell(sweep, bundle, tmp_path):
 
 
 def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(bundle, tmp_path, monkeypatch, capsys):
-    import engine.recap.sweep as sweep_module
-    from engine.recap.__main__ import main
+    import engine.evaluation.sweep as sweep_module
+    from engine.evaluation.__main__ import main
 
     real = sweep_module.evaluate_cell
     calls = []
@@ -256,8 +256,8 @@ def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(bundle, tmp_path, mo
 
 
 def test_rerun_of_a_complete_sweep_computes_nothing(sweep, bundle, tmp_path, monkeypatch):
-    import engine.recap.sweep as sweep_module
-    from engine.recap import run_sweep
+    import engine.evaluation.sweep as sweep_module
+    from engine.evaluation import run_sweep
 
     out = tmp_path / "again"
     shutil.copytree(sweep[0], out)
@@ -274,8 +274,8 @@ def test_rerun_of_a_complete_sweep_computes_nothing(sweep, bundle, tmp_path, mon
 
 
 def test_changed_spec_is_refused_unless_forced(sweep, bundle, tmp_path, capsys):
-    from engine.recap import SweepIdentityError, run_sweep
-    from engine.recap.__main__ import main
+    from engine.evaluation import SweepIdentityError, run_sweep
+    from engine.evaluation.__main__ import main
 
     out = tmp_path / "copy"
     shutil.copytree(sweep[0], out)
@@ -302,7 +302,7 @@ def test_changed_spec_is_refused_unless_forced(sweep, bundle, tmp_path, capsys):
 
 
 def test_check_stale(sweep, bundle, tmp_path):
-    from engine.recap import check_stale
+    from engine.evaluation import check_stale
 
     out = sweep[0]
     assert check_stale(out, bundle) == []
@@ -340,7 +340,7 @@ def test_check_stale(sweep, bundle, tmp_path):
     ],
 )
 def test_reproduce_cell_gives_identical_numbers(sweep, bundle, cell, limit):
-    from engine.recap import reproduce_cell
+    from engine.evaluation import reproduce_cell
 
     res = reproduce_cell(sweep[0], bundle, *cell, limit=limit)
     assert res["identical"], res
@@ -351,7 +351,7 @@ def test_reproduce_cell_gives_identical_numbers(sweep, bundle, cell, limit):
 
 
 def test_cli_only_reports_identical(sweep, bundle, capsys):
-    from engine.recap.__main__ import main
+    from engine.evaluation.__main__ import main
 
     args = ["--model", str(bundle), "--out", str(sweep[0]), "--only", "fgsm:0:none"]
     assert main(args) == 0
@@ -403,7 +403,7 @@ SPEC_ERRORS = [
 
 @pytest.mark.parametrize(("text", "pattern"), SPEC_ERRORS)
 def test_spec_errors_name_file_and_entry(tmp_path, text, pattern):
-    from engine.recap import load_spec
+    from engine.evaluation import load_spec
 
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -413,7 +413,7 @@ def test_spec_errors_name_file_and_entry(tmp_path, text, pattern):
 
 
 def test_shipped_specs_parse():
-    from engine.recap import load_spec
+    from engine.evaluation import load_spec
 
     default = load_spec(DEFAULT)
     assert [a.id for a in default.attacks] == ["fgsm", "pgd"]

@@ -201,7 +201,7 @@ def results_status(entry: Entry) -> ResultsStatus:
     """Whether the entry's results are complete and match its model and the code."""
     if entry.results_dir is None:
         return ResultsStatus("missing")
-    from engine.recap.results import check_stale, load_manifest  # TF-free
+    from engine.evaluation.results import check_stale, load_manifest  # TF-free
 
     try:
         manifest = load_manifest(entry.results_dir)
@@ -251,5 +251,5 @@ def recap_command(entry: Entry, spec: str = "assets/specs/default.toml") -> str:
         except ValueError:
             out = str(entry.results_dir)
     return shlex.join(
-        ["python", "-m", "engine.recap", "--spec", spec, "--model", str(model), "--out", out]
+        ["python", "-m", "engine.evaluation", "--spec", spec, "--model", str(model), "--out", out]
     )

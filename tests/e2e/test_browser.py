@@ -6,7 +6,7 @@ Streamlit has finished running it (and its Plotly charts are drawn), checked
 for an exception box, checked to run inside ``dashboard.py``'s router (our
 menu and the dataset picker in the sidebar) and saved as ``<page>.png``
 (1440x1000 viewport) in a temporary folder, or in ``ROBUSTLENS_SCREENSHOTS``:
-``ROBUSTLENS_SCREENSHOTS=docs/screenshots pytest tests/test_browser.py``
+``ROBUSTLENS_SCREENSHOTS=docs/screenshots pytest tests/e2e/test_browser.py``
 refreshes the README's screenshots.
 On the lab page the "Attack and defend" button is clicked and the verdict is
 waited for (``lab_attack.png``).

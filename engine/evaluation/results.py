@@ -14,8 +14,8 @@ import engine
 from engine import datasets as ds
 from engine.bundle import BUNDLE_MODEL, file_sha256, read_meta
 from engine.errors import DatasetError, EngineError, ModelError, ParamError
-from engine.recap import _table
-from engine.recap._io import (
+from engine.evaluation import _table
+from engine.evaluation._io import (
     MANIFEST,
     RESULTS,
     max_abs_diff,
@@ -23,7 +23,7 @@ from engine.recap._io import (
     resolve_recorded,
     split_seed,
 )
-from engine.recap.spec import parse_spec
+from engine.evaluation.spec import parse_spec
 
 __all__ = ["check_stale", "load_manifest", "load_results", "reproduce_cell"]
 
@@ -51,12 +51,12 @@ def load_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, An
     Parameters
     ----------
     out_dir : str or os.PathLike
-        A folder written by :func:`engine.recap.run_sweep`.
+        A folder written by :func:`engine.evaluation.run_sweep`.
 
     Returns
     -------
     results : pandas.DataFrame
-        One row per cell, columns as documented in :mod:`engine.recap`;
+        One row per cell, columns as documented in :mod:`engine.evaluation`;
         ``attack_params``, ``defence_params`` are dicts (a list of member
         dicts for a chain), ``recall_per_class``, ``specificity_per_class``
         lists, ``confusion``/``confusion_binary`` lists of lists (``None``
@@ -79,7 +79,7 @@ def check_stale(
     Parameters
     ----------
     out_dir : str or os.PathLike
-        A folder written by :func:`engine.recap.run_sweep`.
+        A folder written by :func:`engine.evaluation.run_sweep`.
     bundle_path : str or os.PathLike, optional
         The bundle the results should describe; default the one recorded in
         the manifest (when it still exists).
@@ -188,7 +188,7 @@ def reproduce_cell(
     EngineError
         The cell is not stored, the model or data differ from the run's, ...
     """
-    from engine.recap import sweep  # TensorFlow loads here, not on import
+    from engine.evaluation import sweep  # TensorFlow loads here, not on import
 
     out = Path(out_dir)
     manifest = load_manifest(out)

@@ -22,14 +22,14 @@ pytest.importorskip("streamlit")
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from engine import catalog
+from app import catalog
 from engine.images import encode_png
 from tests import conftest
 from tests.conftest import png_header_only, shared_dataset
 from ui.nav import PAGES
 from ui.widgets import NO_ATTACKED_ROWS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "assets" / "results" / "chest_xray__mobilenet_v3_large"
 
 
@@ -178,7 +178,7 @@ def test_models_page_shows_the_cards():
     card = next(t for t in texts(at.markdown) if t.startswith("# MobileNetV3 Large on"))
     assert "## Clean test metrics" in card
     assert "Pediatric chest X-rays (Kermany)" in texts(at.subheader)
-    assert any("python -m engine.recap" in t or "engine.datasets" in t for t in texts(at.code))
+    assert any("python -m engine.evaluation" in t or "engine.datasets" in t for t in texts(at.code))
     assert len(at.get("plotly_chart")) >= 2  # training curves and the confusion matrix
     # the results tab says whether the shipped results are fresh
     assert at.success or any(t.startswith("These results") for t in texts(at.warning))
@@ -302,7 +302,7 @@ def test_other_shipped_models_render_every_page(entry):
         assert not at.exception, page.file
         assert not at.error, (page.file, texts(at.error))
         if entry.results_dir is None and page.file == "app_pages/recap.py":
-            assert "python -m engine.recap" in at.code[0].value
+            assert "python -m engine.evaluation" in at.code[0].value
 
 
 def test_choice_follows_the_user_across_pages():

@@ -165,7 +165,7 @@ class _Server:
         return entry
 
     def _load_entry(self, key: str, stamp: tuple[int, int] | None) -> dict[str, Any]:
-        from engine.compiled import compiled
+        from engine.gradients import compiled
         from engine.lab import run_lab
         from engine.models import load_bundle
 
@@ -211,7 +211,7 @@ class _Server:
         return dict(self._entry(bundle_path)["info"])
 
     def predict(self, bundle_path: str, images: Any) -> np.ndarray:
-        from engine.compiled import predict
+        from engine.gradients import predict
         from engine.lab import _batch
 
         entry = self._entry(bundle_path)

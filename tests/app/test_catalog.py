@@ -1,4 +1,4 @@
-"""engine.catalog: which model and results go with a (dataset, backbone) choice."""
+"""app.catalog: which model and results go with a (dataset, backbone) choice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import catalog
+from app import catalog
 from engine.bundle import BundleMeta
 from engine.errors import ParamError
 
@@ -87,7 +87,7 @@ def test_recap_command_for_the_shipped_model():
     assert shlex.split(cmd) == [
         "python",
         "-m",
-        "engine.recap",
+        "engine.evaluation",
         "--spec",
         "assets/specs/default.toml",
         "--model",

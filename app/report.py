@@ -478,7 +478,7 @@ def manifest_provenance(manifest: Mapping[str, Any]) -> dict[str, str]:
     Parameters
     ----------
     manifest : mapping
-        From :func:`engine.recap.results.load_manifest`; missing fields are skipped.
+        From :func:`engine.evaluation.results.load_manifest`; missing fields are skipped.
 
     Returns
     -------
@@ -898,7 +898,7 @@ def robustness_report(
     Parameters
     ----------
     df, manifest : pandas.DataFrame, mapping
-        A recap results table and its manifest (:func:`engine.recap.load_results`).
+        A recap results table and its manifest (:func:`engine.evaluation.load_results`).
     meta : BundleMeta
         The model's metadata.
     title, subtitle : str
@@ -918,7 +918,7 @@ def robustness_report(
     str
         The HTML document (:func:`build_report`).
     """
-    from engine import charts, views  # plotly figures; no TensorFlow
+    from app import charts, views  # plotly figures; no TensorFlow
 
     unknown = [p for p in parts if p not in REPORT_PARTS]
     if unknown:

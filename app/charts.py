@@ -15,7 +15,7 @@ what a reader needs to trust them:
   always near-black so that it stands out.
 
 Nothing here imports TensorFlow or Streamlit; the data logic lives in
-:mod:`engine.views`.
+:mod:`app.views`.
 
 Downloads
 ---------
@@ -39,10 +39,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine import views
+from app import views
+from app.views import EPS_AXIS, METRICS, MODEL_PANEL, NO_DEFENCE, PATIENT_PANEL
 from engine.errors import ParamError
 from engine.threat import THREAT_TRANSFER
-from engine.views import EPS_AXIS, METRICS, MODEL_PANEL, NO_DEFENCE, PATIENT_PANEL
 
 __all__ = [
     "CHART_CONFIG",
@@ -284,7 +284,7 @@ def metric_vs_eps(
     df : pandas.DataFrame
         A results table.
     metric : str
-        A key of :data:`engine.views.METRICS`.
+        A key of :data:`app.views.METRICS`.
     attack : str
         Attack id.
     defence_keys : sequence of str
@@ -493,13 +493,13 @@ def metric_vs_param(
     df : pandas.DataFrame
         A results table.
     metric : str
-        A key of :data:`engine.views.METRICS`.
+        A key of :data:`app.views.METRICS`.
     attack : str
         Attack id.
     eps : float
         Budget, 0-255 units (the nearest precomputed one is used and said).
     family : str
-        Defence family id (see :func:`engine.views.defence_options`).
+        Defence family id (see :func:`app.views.defence_options`).
     param : str
         One of the family's parameters in the table.
     fixed : dict, optional
@@ -616,7 +616,7 @@ def tradeoff(df: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
 
     x = clean cost (accuracy the defence loses on clean images, percentage
     points), y = accuracy it wins back at this budget. The best settings sit
-    top-left; "no defence" is the origin. Data: :func:`engine.views.tradeoff_table`.
+    top-left; "no defence" is the origin. Data: :func:`app.views.tradeoff_table`.
 
     Parameters
     ----------
@@ -928,7 +928,7 @@ def overlay_live(
         One dict per point with the x value under ``x`` (``"eps"`` or a
         defence parameter), ``metric`` and optionally ``n_images``.
     metric : str
-        A key of :data:`engine.views.METRICS`.
+        A key of :data:`app.views.METRICS`.
     x : str, default="eps"
         Key of the x value in each dict.
     name : str, optional
@@ -1001,7 +1001,7 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
     ----------
     history : sequence of dict
         One dict per epoch with ``epoch`` and any of ``acc``/``val_acc``,
-        ``loss``/``val_loss`` (:func:`engine.cards.read_history`).
+        ``loss``/``val_loss`` (:func:`app.cards.read_history`).
     """
     if not history:
         raise ParamError("history: no epochs to plot (the bundle has no history.csv).")
@@ -1047,7 +1047,7 @@ def class_counts(counts: Mapping[str, Mapping[str, int]], spec: Any = None) -> g
     Parameters
     ----------
     counts : dict
-        ``{split: {class: n}}`` (:func:`engine.cards.dataset_card`).
+        ``{split: {class: n}}`` (:func:`app.cards.dataset_card`).
     spec : DatasetSpec, optional
         For readable class names.
     """

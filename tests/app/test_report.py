@@ -1,4 +1,4 @@
-"""Tests for engine.report: self-contained, escaped, offline HTML stakeholder reports."""
+"""Tests for app.report: self-contained, escaped, offline HTML stakeholder reports."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from engine.bundle import BundleMeta
-from engine.errors import ImageError, ParamError
-from engine.report import (
+from app.report import (
     HOW_TO_READ,
     ReportImage,
     ReportSection,
@@ -28,6 +26,8 @@ from engine.report import (
     manifest_provenance,
     markdown_to_html,
 )
+from engine.bundle import BundleMeta
+from engine.errors import ImageError, ParamError
 from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, explain
 
 EVIL = "<script>alert(1)</script>"
@@ -325,7 +325,7 @@ def test_library_left_out_without_figures():
 
 def test_import_does_not_load_tensorflow_or_streamlit():
     code = (
-        "import sys, engine.report; "
+        "import sys, app.report; "
         "bad = [m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules]; "
         "assert not bad, bad"
     )

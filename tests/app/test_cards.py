@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.cards import main, model_card, read_history
+from app.cards import main, model_card, read_history
 from engine.models import BundleMeta, build_classifier, save_bundle
 
 

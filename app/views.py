@@ -2,22 +2,22 @@
 
 The recap pages (seed 001, section 5.1: metrics against attack strength, for
 the model and for the patient) read a sweep's ``results.csv`` and
-``per_image.csv`` (columns documented in :mod:`engine.recap`) and ask
+``per_image.csv`` (columns documented in :mod:`engine.evaluation`) and ask
 questions of them: which defence settings exist, which one is nearest to the
 slider's value, what the headline numbers are, what a defence costs on clean
 images and recovers under attack, and which images an attack flipped. This
-module answers them; :mod:`engine.charts` draws the answers. Neither draws on
+module answers them; :mod:`app.charts` draws the answers. Neither draws on
 TensorFlow, the models or OpenCV's filters: both run on the tables alone.
 
 Every function takes the table (as returned by
-:func:`engine.recap.load_results`, or read with plain pandas) as an argument
+:func:`engine.evaluation.load_results`, or read with plain pandas) as an argument
 and never changes it. Unknown metrics, attacks and defence keys raise
 :class:`~engine.errors.ParamError` naming the value and the allowed ones.
 
 Defence keys
 ------------
 A results row names its defence setting with a *key* (see
-:mod:`engine.recap.spec`): ``"none"``, ``"jpeg:quality=75"``,
+:mod:`engine.evaluation.spec`): ``"none"``, ``"jpeg:quality=75"``,
 ``"bilateral:d=5,sigma_color=25,sigma_space=25"``, or a chain of member keys
 joined by ``+`` (``"nlm+bilateral+guided"``, ``"nlm:h=5+median:kernel=3"``).
 The part before ``:`` is the defence *family* (its registry id, or the ``+``
@@ -28,7 +28,7 @@ Example
 -------
 On the shipped chest X-ray sweep::
 
-    from engine.recap import load_results
+    from engine.evaluation import load_results
     table, manifest = load_results("assets/results/chest_xray__mobilenet_v3_large")
     h = headline(table, attack="fgsm", eps=5)
     h["note"]               # 'ε 5 is not precomputed; showing ε 4 (nearest)'
@@ -941,7 +941,7 @@ def flipped_images(
     Parameters
     ----------
     per_image_df : pandas.DataFrame
-        A ``per_image.csv`` table (columns in :mod:`engine.recap`).
+        A ``per_image.csv`` table (columns in :mod:`engine.evaluation`).
     attack : str
         Attack id.
     eps : float

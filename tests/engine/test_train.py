@@ -16,7 +16,7 @@ import pytest
 
 from engine.train import TrainConfig, balanced_class_weights, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
     "--dataset",
     "synthetic",

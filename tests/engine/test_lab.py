@@ -123,7 +123,7 @@ def test_chain_defence_from_spec(model, image):
     assert res.defence_spec == spec
     assert res.defence == dfn.describe(chain)
     assert res.defence_title == "NLM → Bilateral → Guided"
-    from engine.compiled import predict
+    from engine.gradients import predict
 
     probs = predict(model, np.stack([res.original, res.adversarial, res.defended]))
     np.testing.assert_allclose(res.pred_clean.probs, probs[0], atol=1e-5)
@@ -279,7 +279,7 @@ def test_mini_sweep_bad_inputs(model, batch, kwargs, match):
 
 
 def test_threat_labels_are_the_projects():
-    from engine import recap
+    from engine import evaluation as recap
 
     assert THREAT_TRANSFER == recap.THREAT_TRANSFER
     assert THREAT_CLEAN == recap.THREAT_CLEAN
@@ -287,9 +287,9 @@ def test_threat_labels_are_the_projects():
 
 def test_importing_lab_and_worker_does_not_import_tensorflow():
     code = (
-        "import sys, engine.lab, engine.worker; "
+        "import sys, engine.lab, app.worker; "
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "assert not bad, bad"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)

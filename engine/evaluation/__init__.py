@@ -9,20 +9,20 @@ matches the model or the code.
 
 Command line::
 
-    python -m engine.recap --spec assets/specs/default.toml \\
+    python -m engine.evaluation --spec assets/specs/default.toml \\
         --model runs/models/chest_xray__mobilenet_v3_large --out runs/recap/chest_xray
-    python -m engine.recap ... --only pgd:8:jpeg:quality=75   # recompute one cell, compare
+    python -m engine.evaluation ... --only pgd:8:jpeg:quality=75   # recompute one cell, compare
 
 Python::
 
-    >>> from engine.recap import load_spec, run_sweep, load_results, check_stale  # doctest: +SKIP
+    >>> from engine.evaluation import load_spec, run_sweep, load_results  # doctest: +SKIP
     >>> run_sweep(load_spec("assets/specs/smoke.toml"), bundle, "runs/recap/x")   # doctest: +SKIP
     >>> table, manifest = load_results("runs/recap/x")                          # doctest: +SKIP
     >>> check_stale("runs/recap/x", bundle)                                     # doctest: +SKIP
     []
 
-The spec format is documented in :mod:`engine.recap.spec`, the order of work
-and the resume rules in :mod:`engine.recap.sweep`.
+The spec format is documented in :mod:`engine.evaluation.spec`, the order of work
+and the resume rules in :mod:`engine.evaluation.sweep`.
 
 Threat model
 ------------
@@ -131,9 +131,9 @@ largest difference per metric.
 
 from __future__ import annotations
 
-from engine.recap._table import COLUMNS, JSON_COLUMNS, PER_IMAGE_COLUMNS
-from engine.recap.results import check_stale, load_manifest, load_results, reproduce_cell
-from engine.recap.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec, parse_spec
+from engine.evaluation._table import COLUMNS, JSON_COLUMNS, PER_IMAGE_COLUMNS
+from engine.evaluation.results import check_stale, load_manifest, load_results, reproduce_cell
+from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec, parse_spec
 from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER
 
 _LAZY = ("ATTACK_BATCH", "SweepIdentityError", "run_sweep")
@@ -142,7 +142,7 @@ _LAZY = ("ATTACK_BATCH", "SweepIdentityError", "run_sweep")
 def __getattr__(name: str) -> object:
     """Load the sweep (and TensorFlow) only when it is used, not on import."""
     if name in _LAZY:
-        from engine.recap import sweep
+        from engine.evaluation import sweep
 
         return getattr(sweep, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

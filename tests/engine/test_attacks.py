@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from engine.attacks import REGISTRY, enforce_budget, fgsm, pgd, run_attack, targeted_l2
-from engine.compiled import BUCKETS, Compiled, _bucket, compiled, logits_model, predict
 from engine.errors import ModelError, ParamError
+from engine.gradients import BUCKETS, Compiled, _bucket, compiled, logits_model, predict
 
 SIZE = 32
 CLASSES = 3

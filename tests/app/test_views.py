@@ -1,4 +1,4 @@
-"""engine.views: defence keys, nearest settings, headline, trade-off and flipped images."""
+"""app.views: defence keys, nearest settings, headline, trade-off and flipped images."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine import views
+from app import views
 from engine.errors import ParamError
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = PROJECT_ROOT / "assets" / "results" / "chest_xray__mobilenet_v3_large"
 
 #: Hand-made accuracies: defence key -> {eps: accuracy} for FGSM (PGD has eps 0 and 4 only).
@@ -359,7 +359,7 @@ def test_flipped_images_errors():
 def test_shipped_chest_xray_results():
     if not (SHIPPED / "results.csv").is_file():
         pytest.skip(f"{SHIPPED} is absent")
-    from engine.recap import load_results
+    from engine.evaluation import load_results
 
     table, manifest = load_results(SHIPPED)
     assert views.has_patient_view(table)
@@ -377,7 +377,7 @@ def test_shipped_chest_xray_results():
 
 def test_views_and_charts_do_not_load_tensorflow():
     code = (
-        "import sys, engine.views, engine.charts; "
+        "import sys, app.views, app.charts; "
         "top = {m.split('.')[0] for m in sys.modules}; "
         "print(sorted(top & {'tensorflow', 'keras', 'streamlit'}))"
     )

@@ -1,7 +1,7 @@
 """From finished cells to the two tidy tables, ``results.csv`` and ``per_image.csv``.
 
 Each finished cell is one small JSON file under ``DIR/cells/`` (see
-:mod:`engine.recap.sweep`); the tables are rebuilt from them, so they can
+:mod:`engine.evaluation.sweep`); the tables are rebuilt from them, so they can
 always be regenerated and never disagree with the cells.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from engine import metrics
-from engine.recap._io import CELLS, PER_IMAGE, RESULTS, atomic_write_text, read_json, to_json
-from engine.recap.spec import SweepSpec, parse_spec
+from engine.evaluation._io import CELLS, PER_IMAGE, RESULTS, atomic_write_text, read_json, to_json
+from engine.evaluation.spec import SweepSpec, parse_spec
 
 log = logging.getLogger(__name__)
 

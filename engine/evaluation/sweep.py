@@ -1,6 +1,6 @@
 """Run a sweep: attack once per budget, defend with every setting, measure, persist each cell.
 
-See :mod:`engine.recap` for the output files and their columns. The order of
+See :mod:`engine.evaluation` for the output files and their columns. The order of
 work, and why:
 
 1. Validate everything first (the spec, the bundle, the split), so a typo
@@ -15,7 +15,7 @@ work, and why:
    by every defence setting.
 4. Each cell ``(group, defence setting)``: defend the batch
    (:func:`engine.defences.apply_batch`, all cores), predict
-   (:func:`engine.compiled.predict`), summarise
+   (:func:`engine.gradients.predict`), summarise
    (:func:`engine.metrics.summarize`), measure image distances, and write the
    cell's JSON file atomically before the next cell starts.
 5. After each group, and at the end, rebuild ``results.csv`` and
@@ -49,11 +49,9 @@ from engine import datasets as ds
 from engine import defences as dfn
 from engine import metrics
 from engine.bundle import BUNDLE_MODEL, BundleMeta, file_sha256, read_meta
-from engine.compiled import predict
 from engine.errors import DatasetError, ParamError
-from engine.models import load_bundle
-from engine.recap import _table
-from engine.recap._io import (
+from engine.evaluation import _table
+from engine.evaluation._io import (
     CELLS,
     MANIFEST,
     PER_IMAGE,
@@ -66,7 +64,9 @@ from engine.recap._io import (
     split_seed,
     to_json,
 )
-from engine.recap.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec
+from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec
+from engine.gradients import predict
+from engine.models import load_bundle
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Prepared:
     """Everything a sweep needs in memory: model, images, clean predictions.
 
     Built by :func:`prepare`; shared by :func:`run_sweep` and
-    :func:`engine.recap.reproduce_cell`.
+    :func:`engine.evaluation.reproduce_cell`.
     """
 
     spec: SweepSpec
@@ -136,7 +136,7 @@ def _load_bundle_cached(path: Path, meta: BundleMeta) -> Any:
 
     Loading a model builds a new Keras object whose compiled functions must be
     traced again (seconds for a MobileNet); a resumed sweep, a second sweep
-    or :func:`engine.recap.reproduce_cell` on the same bundle in one process
+    or :func:`engine.evaluation.reproduce_cell` on the same bundle in one process
     reuse it instead. The cached entry is used only while the recorded hash
     and the model file's size and modification time are unchanged. The model
     is never mutated.

@@ -1,12 +1,12 @@
-"""``python -m engine.recap``: run, resume, check or reproduce a recap sweep.
+"""``python -m engine.evaluation``: run, resume, check or reproduce a recap sweep.
 
 Usage::
 
-    python -m engine.recap --spec assets/specs/default.toml --model BUNDLE --out DIR
-    python -m engine.recap --spec ... --model BUNDLE --out DIR --limit 200   # fewer images
-    python -m engine.recap --spec ... --model BUNDLE --out DIR --force       # start over
-    python -m engine.recap --model BUNDLE --out DIR --only pgd:8:jpeg:quality=75
-    python -m engine.recap --model BUNDLE --out DIR --check
+    python -m engine.evaluation --spec assets/specs/default.toml --model BUNDLE --out DIR
+    python -m engine.evaluation --spec ... --model BUNDLE --out DIR --limit 200   # fewer images
+    python -m engine.evaluation --spec ... --model BUNDLE --out DIR --force       # start over
+    python -m engine.evaluation --model BUNDLE --out DIR --only pgd:8:jpeg:quality=75
+    python -m engine.evaluation --model BUNDLE --out DIR --check
 
 Exit status: 0 on success (``--only``: the cell was reproduced exactly;
 ``--check``: the results are fresh), 1 when ``--only`` finds a difference or
@@ -28,13 +28,13 @@ from tqdm.auto import tqdm
 
 from engine.errors import EngineError, ParamError
 
-log = logging.getLogger("engine.recap")
+log = logging.getLogger("engine.evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m engine.recap`` argument parser."""
+    """The ``python -m engine.evaluation`` argument parser."""
     p = argparse.ArgumentParser(
-        prog="python -m engine.recap",
+        prog="python -m engine.evaluation",
         description="Precompute recap curves: every attack budget through every defence "
         "setting of a sweep spec, for one model bundle.",
     )
@@ -125,7 +125,7 @@ def _parse_only(text: str) -> tuple[str, float, str]:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from engine.recap.results import reproduce_cell
+    from engine.evaluation.results import reproduce_cell
 
     attack, eps, defence = _parse_only(args.only)
     res = reproduce_cell(
@@ -140,7 +140,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from engine.recap.results import check_stale
+    from engine.evaluation.results import check_stale
 
     reasons = check_stale(args.out, args.model)
     for r in reasons:
@@ -151,12 +151,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from engine.recap.sweep import run_sweep
+    from engine.evaluation.sweep import run_sweep
 
     if not args.spec:
         raise ParamError("--spec is required to run a sweep.")
     again = [a for a in argv if a != "--force"]
-    command = "python -m engine.recap " + " ".join(shlex.quote(a) for a in again)
+    command = "python -m engine.evaluation " + " ".join(shlex.quote(a) for a in again)
     try:
         with _bars() as bars:
             out = run_sweep(
@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
-    from engine.recap.results import load_manifest
+    from engine.evaluation.results import load_manifest
 
     m = load_manifest(out)
     print(

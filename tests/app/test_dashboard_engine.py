@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import cards, views
+from app import cards, views
+from app.report import REPORT_PARTS, robustness_report
 from engine.bundle import read_meta
 from engine.defences import from_spec
 from engine.errors import ImageError, ParamError
+from engine.evaluation.results import load_results
 from engine.images import wipe
-from engine.recap.results import load_results
-from engine.report import REPORT_PARTS, robustness_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
 RESULTS = ROOT / "assets" / "results" / "chest_xray__mobilenet_v3_large"
 
@@ -232,8 +232,8 @@ def test_dataset_card_faces_is_absent():
 def test_dashboard_side_modules_do_not_import_tensorflow():
     code = (
         "import sys\n"
-        "import engine.catalog, engine.views, engine.charts, engine.report, engine.cards\n"
-        "import engine.lab, engine.worker, engine.recap\n"
+        "import app.catalog, app.views, app.charts, app.report, app.cards\n"
+        "import engine.lab, app.worker, engine.evaluation\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print(','.join(bad[:5]))\n"
     )

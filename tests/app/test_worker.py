@@ -1,4 +1,4 @@
-"""Tests of the model worker process (:class:`engine.worker.ModelWorker`).
+"""Tests of the model worker process (:class:`app.worker.ModelWorker`).
 
 One worker (a spawned child that imports TensorFlow: several seconds) is
 shared by the whole module; the tests that kill or time out its child run
@@ -18,9 +18,9 @@ import types
 import numpy as np
 import pytest
 
+from app.worker import ModelWorker, _no_main_script
 from engine import lab
 from engine.errors import ImageError, ModelError, ParamError
-from engine.worker import ModelWorker, _no_main_script
 
 SIZE = 32
 CLASSES = ["circle", "square", "triangle"]
@@ -81,7 +81,7 @@ def test_load_reports_the_bundle(worker, bundle):
 
 
 def test_predict_matches_in_process(worker, bundle, local):
-    from engine.compiled import predict
+    from engine.gradients import predict
 
     x = np.random.default_rng(1).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
     probs = worker.predict(bundle, x)
