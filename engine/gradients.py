@@ -261,9 +261,10 @@ class Compiled:
         """
         if any(d is None for d in self.input_shape):
             raise ModelError("Cannot warm up a model whose input size is not fixed.")
+        shape = tuple(int(d) for d in self.input_shape if d is not None)
         buckets = sorted({_bucket(min(int(b), MAX_BATCH)) for b in batch_sizes})
         for b in buckets:
-            x = np.zeros((b, *self.input_shape), np.float32)
+            x = np.zeros((b, *shape), np.float32)
             self.value_and_grad(x, np.zeros(b, np.int32))
             self.sign_step(x, np.zeros(b, np.int32), 0.0)
             self.logits(x)

@@ -321,7 +321,7 @@ def load_image(
     return image if size is None else resize_image(image, size)
 
 
-def _check_size(size: int | tuple[int, int]) -> tuple[int, int]:
+def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """Validate a target size and return ``(height, width)``."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         pair: tuple[object, object] = (size, size)
@@ -379,7 +379,7 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
         )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageError(f"the image is empty (shape {image.shape})")
-    height, width = _check_size(size)
+    height, width = check_size(size)
     src_h, src_w = image.shape[:2]
     if (height, width) == (src_h, src_w):
         out = image.copy()

@@ -300,7 +300,7 @@ def fooling_rate(y_true: ArrayLike, pred_clean: ArrayLike, pred_adv: ArrayLike) 
     a = _labels(pred_adv, "pred_adv")
     _same_length(y_true=t, pred_clean=c, pred_adv=a)
     correct = c == t
-    return _ratio(np.count_nonzero(a[correct] != c[correct]), np.count_nonzero(correct))
+    return _ratio(int(np.count_nonzero(a[correct] != c[correct])), int(np.count_nonzero(correct)))
 
 
 # --------------------------------------------------------------------------- impact on health

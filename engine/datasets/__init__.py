@@ -34,25 +34,20 @@ This package never imports TensorFlow.
 
 from __future__ import annotations
 
-from engine.datasets.base import (
-    CACHE_DIR,
-    ENV_VAR,
-    SPLITS,
-    DatasetSpec,
-    FileReader,
-    RemoteFile,
-    SplitIndex,
-    class_counts,
-    data_roots,
-    find_dataset_dir,
-    fingerprint,
-    group_split,
-    load_arrays,
-    subset_indices,
-)
+from engine.datasets.arrays import load_arrays
 from engine.datasets.folder import folder_dataset
 from engine.datasets.ham10000 import CLASS_TITLES as HAM10000_CLASS_TITLES
+from engine.datasets.index import (
+    FileReader,
+    SplitIndex,
+    class_counts,
+    fingerprint,
+    group_split,
+    subset_indices,
+)
+from engine.datasets.locate import CACHE_DIR, ENV_VAR, data_roots, find_dataset_dir
 from engine.datasets.registry import REGISTRY, get_dataset, load_splits
+from engine.datasets.spec import SPLITS, DatasetSpec, RemoteFile
 from engine.datasets.synthetic import render as render_synthetic
 
 __all__ = [

@@ -17,15 +17,11 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from engine.datasets.base import (
-    CACHE_DIR,
-    DatasetSpec,
-    class_counts,
-    data_roots,
-    find_dataset_dir,
-)
 from engine.datasets.download import ProgressFn, cached_file, destination, download
+from engine.datasets.index import class_counts
+from engine.datasets.locate import CACHE_DIR, data_roots, find_dataset_dir
 from engine.datasets.registry import REGISTRY, get_dataset, load_splits
+from engine.datasets.spec import DatasetSpec
 from engine.errors import DatasetError, EngineError
 
 
@@ -145,10 +141,12 @@ def cmd_download(name: str, root: str | None, force: bool) -> None:
     """Download one dataset (or raise ``DatasetError`` with the manual steps)."""
     spec = get_dataset(name)
     dest = destination(spec, root)  # raises with the manual steps when not downloadable
+    remote = spec.download
+    assert remote is not None  # destination() raised otherwise
     if not force and cached_file(spec, root=root) is not None:
         print(f"{spec.id}: already downloaded and verified: {dest} (use --force to fetch again)")
     else:
-        print(f"{spec.id}: downloading {spec.download.url}")
+        print(f"{spec.id}: downloading {remote.url}")
         print(f"  to {dest}")
         try:
             with _byte_bar(spec.id) as progress:
@@ -158,7 +156,7 @@ def cmd_download(name: str, root: str | None, force: bool) -> None:
                 f"download of {spec.id} interrupted; the partial file is kept at "
                 f"{dest}.part: run the same command again to resume it"
             ) from None
-        print(f"{spec.id}: downloaded and verified ({spec.download.algorithm.upper()} OK): {dest}")
+        print(f"{spec.id}: downloaded and verified ({remote.algorithm.upper()} OK): {dest}")
     found = find_dataset_dir(spec, root)
     if found.resolve() != dest.parent.resolve():
         print(

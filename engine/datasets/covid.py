@@ -18,17 +18,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.datasets.base import (
-    SPLITS,
-    DatasetSpec,
-    FileReader,
-    SplitIndex,
-    group_split,
-    image_files,
-    make_index,
-    read_csv_rows,
-)
 from engine.datasets.folder import CHEST_XRAY, KERMANY_ATTRIBUTION, load_kermany
+from engine.datasets.index import FileReader, SplitIndex, group_split, make_index
+from engine.datasets.locate import image_files, read_csv_rows
+from engine.datasets.spec import SPLITS, DatasetSpec
 from engine.errors import DatasetError
 
 logger = logging.getLogger(__name__)

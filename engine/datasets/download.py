@@ -1,7 +1,7 @@
 """Download the datasets that have a stable public file: checksum-verified and resumable.
 
-Only a dataset whose :class:`~engine.datasets.base.DatasetSpec` names a
-:class:`~engine.datasets.base.RemoteFile` is fetched (PneumoniaMNIST and its
+Only a dataset whose :class:`~engine.datasets.spec.DatasetSpec` names a
+:class:`~engine.datasets.spec.RemoteFile` is fetched (PneumoniaMNIST and its
 MedMNIST+ sizes). For every other dataset :func:`download` raises
 :class:`~engine.errors.DatasetError` with the manual steps: it never pretends.
 
@@ -36,8 +36,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.datasets.base import CACHE_DIR, ENV_VAR, DatasetSpec, RemoteFile
+from engine.datasets.locate import CACHE_DIR, ENV_VAR
 from engine.datasets.registry import get_dataset
+from engine.datasets.spec import DatasetSpec, RemoteFile
 from engine.errors import DatasetError, ParamError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def destination(dataset: str | DatasetSpec, root: str | os.PathLike | None = Non
     root : str or os.PathLike, optional
         The data root; default the per-user cache ``~/.cache/robustlens/data``.
         A root already named like the dataset folder is used as that folder
-        (as :func:`~engine.datasets.base.find_dataset_dir` does).
+        (as :func:`~engine.datasets.locate.find_dataset_dir` does).
 
     Returns
     -------
@@ -246,7 +247,7 @@ def download(
     Parameters
     ----------
     dataset_id : str or DatasetSpec
-        A dataset with a :class:`~engine.datasets.base.RemoteFile` (e.g.
+        A dataset with a :class:`~engine.datasets.spec.RemoteFile` (e.g.
         ``"pneumoniamnist"``); any other dataset raises with the manual steps.
     root : str or os.PathLike, optional
         The data root to download into; default ``~/.cache/robustlens/data``

@@ -24,18 +24,9 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from engine.datasets.base import (
-    IMAGE_SUFFIXES,
-    SPLITS,
-    DatasetSpec,
-    FileReader,
-    SplitIndex,
-    group_split,
-    list_images,
-    make_index,
-    relative,
-    subfolders,
-)
+from engine.datasets.index import FileReader, SplitIndex, group_split, make_index
+from engine.datasets.locate import IMAGE_SUFFIXES, list_images, relative, subfolders
+from engine.datasets.spec import SPLITS, DatasetSpec
 from engine.errors import DatasetError
 
 logger = logging.getLogger(__name__)

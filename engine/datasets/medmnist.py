@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datasets.base import SPLITS, DatasetSpec, RemoteFile, SplitIndex, make_index
+from engine.datasets.index import SplitIndex, make_index
+from engine.datasets.spec import SPLITS, DatasetSpec, RemoteFile
 from engine.errors import DatasetError
 from engine.images import as_rgb_uint8
 

@@ -6,16 +6,18 @@ import logging
 import os
 from pathlib import Path
 
-from engine.datasets.base import SPLITS, DatasetSpec, SplitIndex, find_dataset_dir
 from engine.datasets.covid import CHEST_XRAY_COVID
 from engine.datasets.folder import CHEST_XRAY, FACES, folder_dataset
 from engine.datasets.ham10000 import HAM10000
+from engine.datasets.index import SplitIndex
+from engine.datasets.locate import find_dataset_dir
 from engine.datasets.medmnist import (
     PNEUMONIAMNIST,
     PNEUMONIAMNIST_64,
     PNEUMONIAMNIST_128,
     PNEUMONIAMNIST_224,
 )
+from engine.datasets.spec import SPLITS, DatasetSpec
 from engine.datasets.synthetic import SYNTHETIC
 from engine.errors import DatasetError, ParamError
 
@@ -80,7 +82,7 @@ def load_splits(
         or a spec, e.g. from :func:`~engine.datasets.folder.folder_dataset`.
     root : str or os.PathLike, optional
         A data root searched before the others (see
-        :func:`~engine.datasets.base.data_roots`).
+        :func:`~engine.datasets.locate.data_roots`).
     seed : int, optional
         Seed for the splits made by the loader (carved val, lesion/patient
         splits, generated images); default: the spec's ``seed`` (0). Official
@@ -105,7 +107,7 @@ def load_splits(
         raise ParamError(f"seed must be a non-negative integer; got {seed!r}")
     if spec.generated:
         directory = None
-        part_dirs = {}
+        part_dirs: dict[str, Path] = {}
     else:
         directory = find_dataset_dir(spec, root)
         part_dirs = {}

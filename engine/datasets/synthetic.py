@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.datasets.base import SPLITS, DatasetSpec, SplitIndex, make_index
+from engine.datasets.index import SplitIndex, make_index
+from engine.datasets.spec import SPLITS, DatasetSpec
 from engine.errors import DatasetError, ParamError
 
 SIZE = 224
@@ -60,12 +61,12 @@ def _background(rng: np.random.Generator) -> np.ndarray:
                 t = (t > 0.5).astype(np.float32)
         else:
             lo, hi = float(proj.min()), float(proj.max())
-            t = (proj - lo) / (hi - lo)
+            t = ((proj - lo) / (hi - lo)).astype(np.float32)
         bg = c1 + (c2 - c1) * t[:, :, None]
     else:  # soft clouds: coarse random colours, smoothly enlarged
         k = int(rng.integers(3, 8))
         coarse = rng.uniform(0, 255, size=(k, k, 3)).astype(np.float32)
-        bg = cv2.resize(coarse, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+        bg = np.asarray(cv2.resize(coarse, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC), np.float32)
     return bg
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.datasets.base as base
+import engine.datasets.locate as base
 from engine.datasets import (
     REGISTRY,
     SPLITS,

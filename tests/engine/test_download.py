@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-import engine.datasets.base as base
 import engine.datasets.download as dl
+import engine.datasets.locate as base
 from engine.datasets import REGISTRY, SPLITS, RemoteFile, load_splits
 from engine.datasets.__main__ import main as cli_main
 from engine.datasets.download import cached_file, destination, download, manual_steps
