@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import cards, catalog, charts
 from engine import threat
-from engine.images import resize_image
+from engine.images import thumbnail
 from ui import common
 
 entry = common.current()
@@ -69,7 +69,7 @@ def _samples(dataset_id: str, per_class: int) -> dict[str, list]:
     index = common.test_split(dataset_id)
     assert index is not None  # only called when the dataset card found the data
     picks = cards.sample_refs(index, per_class=per_class)
-    return {name: [resize_image(index.image(i), 112) for i in idx] for name, idx in picks.items()}
+    return {name: [thumbnail(index.image(i), 112) for i in idx] for name, idx in picks.items()}
 
 
 with tab_data, common.friendly_errors("The dataset card cannot be shown"):

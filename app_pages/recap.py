@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import catalog, charts, views
-from engine.images import resize_image
+from engine.images import thumbnail
 from ui import common, widgets
 
 entry = common.current()
@@ -197,7 +197,7 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
         if index is not None and len(flips):
             shown = flips.head(12)
             st.image(
-                [resize_image(index.read(ref), 128) for ref in shown["ref"]],
+                [thumbnail(index.read(ref), 128) for ref in shown["ref"]],
                 caption=[
                     f"{r.true_name} → {r.attacked_name}" + (" → restored" if r.restored else "")
                     for r in shown.itertuples()

@@ -43,7 +43,6 @@ import threading
 import warnings
 from typing import BinaryIO
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -342,6 +341,23 @@ def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def _check_resizable(image: object) -> np.ndarray:
+    """``image`` as a 2-D grey or (H, W, 3) uint8 array, or raise :class:`ImageError`."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ImageError(
+            f"expected an image of shape (H, W), (H, W, 1) or (H, W, 3); got {image.shape}"
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"the image is empty (shape {image.shape})")
+    return image
+
+
 def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Stretch an image to ``size`` (the aspect ratio is not kept).
 
@@ -367,23 +383,14 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     ParamError
         If ``size`` is not a positive int or pair of positive ints.
     """
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ImageError(f"expected a uint8 image, got dtype {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ImageError(
-            f"expected an image of shape (H, W), (H, W, 1) or (H, W, 3); got {image.shape}"
-        )
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ImageError(f"the image is empty (shape {image.shape})")
+    image = _check_resizable(image)
     height, width = check_size(size)
     src_h, src_w = image.shape[:2]
     if (height, width) == (src_h, src_w):
         out = image.copy()
     else:
+        import cv2  # lazily: the dashboard's process decodes and shows images without OpenCV
+
         shrink = height <= src_h and width <= src_w
         out = cv2.resize(
             np.ascontiguousarray(image),
@@ -393,6 +400,27 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     if out.ndim == 2:
         out = np.repeat(out[:, :, None], 3, axis=2)
     return np.ascontiguousarray(out)
+
+
+def thumbnail(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """A small copy of an image, for display only, stretched to ``size``.
+
+    Pillow's box filter when shrinking, bilinear otherwise. It is not the
+    models' input path (that is :func:`resize_image`, OpenCV's ``INTER_AREA``,
+    which the shipped results were computed with), so the dashboard's process
+    can show thumbnails without loading OpenCV.
+
+    Same arguments, checks and result as :func:`resize_image`.
+    """
+    image = _check_resizable(image)
+    height, width = check_size(size)
+    if image.shape[:2] != (height, width):
+        shrink = height <= image.shape[0] and width <= image.shape[1]
+        method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+        image = np.asarray(Image.fromarray(image).resize((width, height), method))
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.array(image, dtype=np.uint8, order="C")
 
 
 def encode_png(image: np.ndarray) -> bytes:

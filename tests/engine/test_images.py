@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,3 +350,36 @@ def test_encode_png_round_trips_exactly():
     np.testing.assert_array_equal(decode_image(data), RGB)
     grey = RNG.integers(0, 256, (5, 6), dtype=np.uint8)
     np.testing.assert_array_equal(decode_image(encode_png(grey)), as_rgb_uint8(grey))
+
+
+def test_thumbnail_shape_and_checks_match_resize_image():
+    from engine.images import thumbnail
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    small = thumbnail(img, (20, 30))
+    assert small.shape == (20, 30, 3) and small.dtype == np.uint8
+    # Display-only, but close to the model's resize: box filter vs INTER_AREA on a 2x shrink.
+    ref = resize_image(img, (20, 30)).astype(int)
+    assert np.abs(small.astype(int) - ref).max() <= 1
+    grey = thumbnail(img[:, :, 0], 8)
+    assert grey.shape == (8, 8, 3) and (grey[..., 0] == grey[..., 2]).all()
+    assert thumbnail(img, (40, 60)) is not img and (thumbnail(img, (40, 60)) == img).all()
+    with pytest.raises(ImageError, match="expected a uint8 image"):
+        thumbnail(img.astype(np.float32), 8)
+
+
+def test_decoding_and_thumbnails_do_not_load_opencv():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from engine.images import decode_image, encode_png, thumbnail\n"
+        "img = decode_image(encode_png(np.zeros((9, 9, 3), np.uint8)))\n"
+        "thumbnail(img, 4)\n"
+        "assert 'cv2' not in sys.modules, 'cv2 was imported'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
