@@ -12,9 +12,14 @@ Pixel convention (the one and only, for the whole project)
 * Attacks return images rounded to ``uint8``. Rounding erases any perturbation
   smaller than 0.5 (in 0-255 units), so ``eps < 0.5`` is effectively no attack.
 
-The engine never imports streamlit. Submodules are imported on demand so that
-``import engine`` stays cheap (TensorFlow loads only with ``engine.models``,
-``engine.attacks`` or ``engine.train``).
+The engine is a library: it never imports the dashboard (``app``, ``ui``) or
+streamlit. Submodules are imported on demand so that ``import engine`` stays
+cheap. TensorFlow loads on import of ``engine.models``, ``engine.gradients``
+and ``engine.train`` only; ``engine.attacks`` and ``engine.lab`` import it
+when an attack runs, and OpenCV loads when a filter runs or a model's input is
+resized. So the registries and parameter declarations (``engine.attacks``,
+``engine.defences``, ``engine.params``) load without either: the dashboard's
+process uses them to build its widgets. See ``docs/DESIGN.md`` for the layers.
 """
 
 from __future__ import annotations

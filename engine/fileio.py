@@ -38,7 +38,8 @@ def to_json(obj: Any, *, indent: int | None = None) -> str:
     return json.dumps(obj, indent=indent, default=json_default, allow_nan=True)
 
 
-def json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> int | float | bool | str | list[Any]:
+    """``json.dumps(default=...)``: numpy scalars and arrays, and paths, as plain JSON values."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -48,6 +49,13 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file (``NaN``/``Infinity`` accepted)."""
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path) -> dict[str, Any]:
+    """Parse a JSON file holding one object (``NaN``/``Infinity`` accepted).
+
+    Raises ``ValueError`` (as ``json`` does for malformed text) when the file
+    holds anything but an object.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
