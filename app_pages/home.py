@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, views
+from app import charts, labels, views
 from engine import threat
+from engine.evaluation import query
 from ui import common, widgets
 from ui.nav import PAGES
 
@@ -24,7 +25,7 @@ if entry.model_dir is None and entry.results_dir is None:
     st.stop()
 
 loaded = common.results(entry)
-attacks = views.attacked(loaded[0]) if loaded is not None else []
+attacks = query.attacked(loaded[0]) if loaded is not None else []
 st.subheader(entry.title)
 if loaded is None:
     st.info(
@@ -40,9 +41,9 @@ else:
         st.warning(status.message(), icon="⚠️")
     c_attack, c_eps = st.columns([1, 3])
     attack = c_attack.selectbox(
-        "Attack", attacks, format_func=views.attack_title, key="home_attack"
+        "Attack", attacks, format_func=labels.attack_title, key="home_attack"
     )
-    eps_choices = [e for e in views.eps_values(df, attack, views.NO_DEFENCE) if e > 0]
+    eps_choices = [e for e in query.eps_values(df, attack, query.NO_DEFENCE) if e > 0]
     eps = c_eps.select_slider(
         "Attack strength ε (0–255 pixel levels)",
         eps_choices,
@@ -57,7 +58,7 @@ else:
         c1.metric("Clean accuracy", f"{h['clean_accuracy']:.1%}")
         c1.caption(f"{h['n_images']} test images, no attack. Threat model: {threat.THREAT_CLEAN}.")
         c2.metric(
-            f"Under {views.attack_title(attack)}, ε = {h['eps']:g}",
+            f"Under {labels.attack_title(attack)}, ε = {h['eps']:g}",
             f"{h['attacked_accuracy']:.1%}",
             delta=f"{-100 * h['drop']:+.1f} points",
         )
@@ -83,7 +84,7 @@ else:
                 df,
                 metric="accuracy",
                 attack=attack,
-                defence_keys=[views.NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else []),
+                defence_keys=[query.NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else []),
             ),
             config=charts.chart_config(f"{entry.key}_{attack}_accuracy"),
             key="home_chart",

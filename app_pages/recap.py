@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import catalog, charts, views
+from app import catalog, charts, labels, views
+from engine.evaluation import query
 from engine.images import thumbnail
 from ui import common, widgets
 
@@ -31,20 +32,22 @@ if not status.ok:
     st.warning(status.message(), icon="⚠️")
 
 classes = list(manifest.get("model", {}).get("classes") or [])
-if not views.attacked(df):
+if not query.attacked(df):
     st.info(widgets.NO_ATTACKED_ROWS)
     st.stop()
 top = st.columns([1, 1, 2])
 attack = top[0].selectbox(
-    "Attack", views.attacked(df), format_func=views.attack_title, key="recap_attack"
+    "Attack", query.attacked(df), format_func=labels.attack_title, key="recap_attack"
 )
-metric_ids = [m for m in views.METRICS if m in df.columns and df[m].notna().any()]
+metric_ids = [m for m in labels.METRICS if m in df.columns and df[m].notna().any()]
 metric = top[1].selectbox(
     "Metric",
     metric_ids,
-    format_func=lambda m: views.METRICS[m].label,
+    format_func=lambda m: labels.METRICS[m].label,
     key="recap_metric",
-    help="\n\n".join(f"**{views.METRICS[m].label}**: {views.METRICS[m].help}" for m in metric_ids),
+    help="\n\n".join(
+        f"**{labels.METRICS[m].label}**: {labels.METRICS[m].help}" for m in metric_ids
+    ),
 )
 with top[2]:
     widgets.chart_format_choice()
@@ -63,7 +66,7 @@ tabs = st.tabs(
 with tabs[0], common.friendly_errors("This chart cannot be drawn"):
     table = views.settings_table(df)
     keys = list(table["defence_key"])
-    default = [k for k in (views.NO_DEFENCE, "nlm+bilateral+guided") if k in keys]
+    default = [k for k in (query.NO_DEFENCE, "nlm+bilateral+guided") if k in keys]
     best = views.headline(df, attack=attack, eps=8).get("best_key")
     if best and best not in default:
         default.append(best)
@@ -71,7 +74,7 @@ with tabs[0], common.friendly_errors("This chart cannot be drawn"):
         "Defence settings (one line each)",
         keys,
         default=default,
-        format_func=views.setting_label,
+        format_func=labels.setting_label,
         key="recap_keys",
     )
     if not chosen:
@@ -104,7 +107,7 @@ with tabs[1], common.friendly_errors("This chart cannot be drawn"):
         "for patients (a missed pneumonia is a false negative)."
     )
     family, params = widgets.defence_picker(df, key="recap_two")
-    row, note = views.nearest_setting(
+    row, note = query.nearest_setting(
         df, attack=attack, eps=0, defence_family=family, params=params
     )
     if note:
@@ -127,7 +130,7 @@ with tabs[2], common.friendly_errors("This chart cannot be drawn"):
 
 with tabs[3], common.friendly_errors("This chart cannot be drawn"):
     eps_req = widgets.eps_slider(df, attack, key="recap_trade_eps")
-    eps_used, eps_note = views.resolve_eps(df, attack, eps_req)
+    eps_used, eps_note = query.resolve_eps(df, attack, eps_req)
     if eps_note:
         st.info(eps_note)
     widgets.chart(
@@ -143,13 +146,14 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
     with c1:
         eps_req = widgets.eps_slider(df, attack, key="recap_cm_eps")
         family, params = widgets.defence_picker(df, key="recap_cm")
-    row, note = views.nearest_setting(
+    row, note = query.nearest_setting(
         df, attack=attack, eps=eps_req, defence_family=family, params=params
     )
     if note:
         c2.info(f"Nearest precomputed cell: {note}.")
     title = (
-        f"{views.attack_title(attack)} ε={row['eps']:g} · {views.setting_label(row['defence_key'])}"
+        f"{labels.attack_title(attack)} ε={row['eps']:g} · "
+        f"{labels.setting_label(row['defence_key'])}"
     )
     c2.caption(f"{title} · {int(row['n_images'])} images · threat model: {row['threat_model']}")
     left, right = st.columns(2)
@@ -159,7 +163,7 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
             key="recap_cm_chart",
             filename=f"{entry.key}_confusion",
         )
-    if views.has_patient_view(df) and isinstance(row.get("confusion_binary"), list):
+    if query.has_patient_view(df) and isinstance(row.get("confusion_binary"), list):
         with right:
             widgets.chart(
                 charts.confusion_heatmap(row["confusion_binary"], title=f"Patient view · {title}"),
@@ -178,9 +182,9 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
             eps_req = widgets.eps_slider(df, attack, key="recap_flip_eps")
             keys = sorted(set(per_image["defence_key"]), key=list(df["defence_key"]).index)
             key = st.selectbox(
-                "Defence", keys, format_func=views.setting_label, key="recap_flip_key"
+                "Defence", keys, format_func=labels.setting_label, key="recap_flip_key"
             )
-        flips = views.flipped_images(
+        flips = query.flipped_images(
             per_image, attack=attack, eps=eps_req, defence_key=key, classes=classes
         )
         n_subset = per_image["image_index"].nunique()
@@ -191,7 +195,7 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
             st.markdown(
                 f"Of a fixed, stratified subset of **{n_subset}** test images, the attack at "
                 f"ε = {flips.attrs.get('eps', eps_req):g} flips **{len(flips)}** that the model "
-                f"got right; **{views.setting_label(key)}** restores **{restored}** of them."
+                f"got right; **{labels.setting_label(key)}** restores **{restored}** of them."
             )
         index = common.test_split(entry.dataset_id)
         if index is not None and len(flips):

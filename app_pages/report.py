@@ -6,7 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from app import report, views
+from app import labels, report, views
+from engine.evaluation import query
 from ui import common, widgets
 
 entry = common.current()
@@ -36,14 +37,14 @@ title = c1.text_input(
 subtitle = c2.text_input(
     "Subtitle", f"Adversarial attacks and input defences · {entry.key}", key="rep_subtitle"
 )
-if not views.attacked(df):
+if not query.attacked(df):
     st.info(widgets.NO_ATTACKED_ROWS)
     st.stop()
 c3, c4 = st.columns(2)
 attack = c3.selectbox(
-    "Attack", views.attacked(df), format_func=views.attack_title, key="rep_attack"
+    "Attack", query.attacked(df), format_func=labels.attack_title, key="rep_attack"
 )
-eps_values = [e for e in views.eps_values(df, attack, views.NO_DEFENCE) if e > 0]
+eps_values = [e for e in query.eps_values(df, attack, query.NO_DEFENCE) if e > 0]
 eps = c4.select_slider(
     "Budget for the headline, trade-off and confusion parts (ε, 0–255 levels)",
     eps_values,

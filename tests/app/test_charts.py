@@ -6,10 +6,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from app import charts, views
+from app import charts, labels
 from engine.errors import ParamError
 from engine.threat import THREAT_TRANSFER
-from tests.app.test_views import ACC, make_table
+from tests.engine.tables import ACC, make_table
 
 MANIFEST = {"model": {"classes": ["ok", "bad"], "positive": ["bad"]}}
 
@@ -38,7 +38,7 @@ def test_metric_vs_eps_one_trace_per_setting(table):
     keys = ["none", "median:kernel=3", "median:kernel=5", "nlm+median:kernel=3"]
     fig = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=keys)
     assert len(fig.data) == len(keys)
-    assert [t.name for t in fig.data] == [views.setting_label(k) for k in keys]
+    assert [t.name for t in fig.data] == [labels.setting_label(k) for k in keys]
     none = fig.data[0]
     assert list(none.x) == [0.0, 4.0, 8.0]
     assert list(none.y) == pytest.approx([0.90, 0.30, 0.10])
@@ -116,7 +116,7 @@ def test_two_panel_model_and_patient(table):
     titles = _annotations(fig)
     assert "Model performance" in titles and "sick = bad" in titles
     assert "Median kernel=3" in _title(fig)
-    assert fig.layout.xaxis2.title.text == views.EPS_AXIS
+    assert fig.layout.xaxis2.title.text == labels.EPS_AXIS
     fnr = right[3]
     assert fnr.line.dash == "dash"  # lower is better
     assert list(fnr.y) == pytest.approx([1 - 0.90, 1 - 0.65, 1 - 0.45])

@@ -1,0 +1,258 @@
+"""The look of every dashboard figure: colours, fonts, titles, axes, hover text, downloads.
+
+The figure modules (:mod:`app.charts.curves`, :mod:`app.charts.tradeoff`,
+:mod:`app.charts.model`) draw through these helpers, so every figure carries
+what a reader needs to trust it: axis titles with units, hover text with the
+exact value, the number of images, the defence setting and the threat model,
+the threat model as the subtitle, and one colour per defence family
+(:data:`FAMILY_COLOURS`, "no defence" near-black so that it stands out).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from app import labels
+from app.labels import EPS_AXIS, METRICS
+from engine.errors import ParamError
+from engine.evaluation import keys
+from engine.evaluation.keys import CHAIN_SEP, NO_DEFENCE
+from engine.threat import THREAT_TRANSFER
+
+__all__ = [
+    "CHART_CONFIG",
+    "CHART_CONFIG_SVG",
+    "DASHES",
+    "FAMILY_COLOURS",
+    "HOVER",
+    "LIVE_COLOUR",
+    "PANEL_COLOURS",
+    "SYMBOLS",
+    "base_layout",
+    "centre_note",
+    "chart_config",
+    "eps_axis",
+    "family_colour",
+    "hover_text",
+    "metric_axis_title",
+    "plot_value",
+    "rows_for",
+    "style_per_key",
+    "threat_subtitle",
+    "y_axis",
+]
+
+
+def chart_config(filename: str = "robustlens_chart", fmt: str = "png") -> dict[str, Any]:
+    """A plotly ``config`` whose modebar downloads the figure.
+
+    Parameters
+    ----------
+    filename : str, default="robustlens_chart"
+        File name without extension.
+    fmt : {"png", "svg", "jpeg", "webp"}, default="png"
+        Image format; raster formats are saved at 2x scale.
+
+    Returns
+    -------
+    dict
+        For ``st.plotly_chart(fig, config=...)`` or ``fig.write_html(..., config=...)``.
+    """
+    if fmt not in ("png", "svg", "jpeg", "webp"):
+        raise ParamError(f"Unknown image format {fmt!r}; known: png, svg, jpeg, webp.")
+    return {
+        "displaylogo": False,
+        "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+        "toImageButtonOptions": {"format": fmt, "filename": filename, "scale": 2},
+    }
+
+
+#: Modebar config: the camera button saves a PNG at 2x scale.
+CHART_CONFIG: dict[str, Any] = chart_config()
+#: Same, saving an SVG (vector) instead.
+CHART_CONFIG_SVG: dict[str, Any] = chart_config(fmt="svg")
+
+#: Defence family -> colour. "none" is near-black; chains (ids joined by "+") are red.
+FAMILY_COLOURS: dict[str, str] = {
+    NO_DEFENCE: "#222222",
+    "nlm": "#1f77b4",
+    "bilateral": "#ff7f0e",
+    "guided": "#2ca02c",
+    "gaussian": "#9467bd",
+    "median": "#8c564b",
+    "webp_flip": "#e377c2",
+    "jpeg": "#17becf",
+    "bit_depth": "#bcbd22",
+}
+_CHAIN_COLOUR = "#d62728"
+_SPARE_COLOURS = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+#: Colour of the live (recomputed on a few images) overlay.
+LIVE_COLOUR = "#c51b7d"
+#: Hover text is given per point; this template shows it without the trace box.
+HOVER = "%{hovertext}<extra></extra>"
+
+#: Line dashes and marker symbols that tell apart the settings of one family.
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon")
+#: Metric -> line colour in seed 001's two panels.
+PANEL_COLOURS = {
+    "accuracy": "#1f77b4",
+    "macro_recall": "#ff7f0e",
+    "macro_specificity": "#2ca02c",
+    "fooling_rate": "#d62728",
+    "patient_accuracy": "#1f77b4",
+    "sensitivity": "#9467bd",
+    "npv": "#17becf",
+    "fnr": "#d62728",
+}
+_FONT = {"family": "Inter, Arial, sans-serif", "size": 13}
+_TITLE_WIDTH = 70  # characters per title line (17 px font, ~600 px)
+_SUBTITLE_WIDTH = 95  # characters per subtitle line (12 px font)
+_TRANSFER_CAVEAT = "an attacker who knows the defence does better (Athalye et al. 2018)"
+
+
+def family_colour(family: str) -> str:
+    """The colour of a defence family (stable across figures and sessions)."""
+    if family in FAMILY_COLOURS:
+        return FAMILY_COLOURS[family]
+    if CHAIN_SEP in family:
+        return _CHAIN_COLOUR
+    return _SPARE_COLOURS[zlib.crc32(family.encode()) % len(_SPARE_COLOURS)]
+
+
+def metric_axis_title(metric: str) -> str:
+    """Axis title of a metric with its unit, e.g. ``"Accuracy (%)"``."""
+    info = labels.check_metric(metric)
+    unit = {"share": " (%)", "dB": " (dB)", "levels": " (0–255 pixel levels)"}.get(info.unit, "")
+    return f"{info.label}{unit}"
+
+
+# --------------------------------------------------------------------------- layout and hover
+
+
+def _wrap(text: str, width: int) -> tuple[str, int]:
+    """``text`` broken into lines of at most ``width`` characters with ``<br>``; and the count.
+
+    Plotly never wraps titles: a long one is cut off in a narrow column.
+    """
+    lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]
+    return "<br>".join(lines), len(lines)
+
+
+def base_layout(fig: go.Figure, title: str, subtitle: str, *, height: int = 460) -> None:
+    title_text, n_title = _wrap(title, _TITLE_WIDTH)
+    subtitle_text, n_sub = _wrap(subtitle, _SUBTITLE_WIDTH)
+    top = 30 + 24 * n_title + 17 * n_sub
+    fig.update_layout(
+        title={
+            "text": title_text,
+            "subtitle": {"text": subtitle_text, "font": {"size": 12, "color": "#555555"}},
+            "x": 0.0,
+            "xanchor": "left",
+            "font": {"size": 17},
+        },
+        font=_FONT,
+        template="plotly_white",
+        height=height + top - 90,
+        margin={"t": top + 20, "l": 70, "r": 30, "b": 70},
+        hoverlabel={"align": "left"},
+    )
+
+
+def y_axis(fig: go.Figure, metric: str, **where: Any) -> None:
+    info = METRICS[metric]
+    if info.unit == "share":
+        fig.update_yaxes(
+            title_text=metric_axis_title(metric), tickformat=".0%", range=[-0.02, 1.02], **where
+        )
+    else:
+        fig.update_yaxes(title_text=metric_axis_title(metric), **where)
+
+
+def eps_axis(fig: go.Figure, eps: Sequence[float], **where: Any) -> None:
+    ticks = sorted(set(eps))
+    fig.update_xaxes(
+        title_text=EPS_AXIS,
+        tickvals=ticks,
+        ticktext=[labels.format_value(e) for e in ticks],
+        **where,
+    )
+
+
+def threat_subtitle(rows: pd.DataFrame) -> str:
+    """The subtitle naming the threat model of the attacked rows (eps > 0) plotted."""
+    attacked = [t for t in dict.fromkeys(rows.loc[rows["eps"] > 0, "threat_model"]) if t]
+    if not attacked:
+        return "Threat model: clean images only (no attack)"
+    text = "; ".join(str(t) for t in attacked)
+    defended = (rows["defence_key"] != NO_DEFENCE).any()
+    if defended and THREAT_TRANSFER in attacked:
+        text += f" — {_TRANSFER_CAVEAT}"
+    if (rows["eps"] == 0).any():
+        text += "; ε 0 = clean images"
+    return f"Threat model: {text}"
+
+
+def plot_value(value: Any) -> float | None:
+    """A value as plotted: shares stay fractions, infinities and NaN become gaps."""
+    v = float(value) if value is not None else math.nan
+    return v if math.isfinite(v) else None
+
+
+def _describe(row: pd.Series) -> str:
+    full = row.get("defence_label")
+    if isinstance(full, str) and full and full != "None":
+        return full
+    return labels.setting_label(str(row["defence_key"]))
+
+
+def hover_text(row: pd.Series, metric: str, *, title: str | None = None) -> str:
+    """Hover text of one results row: exact value, images, defence, threat model."""
+    info = METRICS[metric]
+    head = title or labels.setting_label(str(row["defence_key"]))
+    return "<br>".join(
+        [
+            f"<b>{head}</b>",
+            f"{labels.attack_title(str(row['attack']))} ε {labels.format_value(float(row['eps']))}",
+            f"{info.label}: {labels.format_metric(metric, row[metric], digits=2)}",
+            f"Images evaluated: {int(row['n_images'])}",
+            f"Defence: {_describe(row)}",
+            f"Threat model: {row['threat_model']}",
+        ]
+    )
+
+
+def rows_for(df: pd.DataFrame, attack: str, key: str) -> pd.DataFrame:
+    rows = df[(df["attack"] == attack) & (df["defence_key"] == key)]
+    return rows.sort_values("eps")
+
+
+def centre_note(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(
+        text=text,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font={"size": 13, "color": "#555555"},
+    )
+
+
+def style_per_key(defence_keys: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """Key -> (colour, dash, marker): colour by family, dash/marker by rank within it."""
+    seen: dict[str, int] = {}
+    out = {}
+    for key in defence_keys:
+        family = keys.family(key)
+        i = seen.get(family, 0)
+        seen[family] = i + 1
+        out[key] = (family_colour(family), DASHES[i % len(DASHES)], SYMBOLS[i % len(SYMBOLS)])
+    return out

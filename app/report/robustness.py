@@ -1,0 +1,315 @@
+"""The dashboard's robustness report: headline, recap charts, trade-off, an example, credits.
+
+:func:`robustness_report` assembles the parts a user picks (:data:`REPORT_PARTS`)
+from a sweep's results table with :mod:`app.views` and :mod:`app.charts`, and
+hands them to the generic builder (:func:`app.report.html.build_report`) with
+the dataset's credit line (:func:`dataset_credit`) and the provenance of the
+model and the results (:func:`bundle_provenance`, :func:`manifest_provenance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from plotly.basedatatypes import BaseFigure
+
+from app import charts, labels, views
+from app.report.html import build_report
+from app.report.section import ReportImage, ReportSection
+from engine.bundle import BundleMeta
+from engine.datasets import get_dataset
+from engine.errors import ParamError
+from engine.evaluation import query
+from engine.evaluation.keys import NO_DEFENCE
+from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
+
+if TYPE_CHECKING:  # engine.lab's types only; the report never runs a model
+    from engine.lab import LabResult, Prediction
+
+__all__ = [
+    "REPORT_PARTS",
+    "bundle_provenance",
+    "dataset_credit",
+    "manifest_provenance",
+    "robustness_report",
+]
+
+
+def dataset_credit(dataset: str) -> str:
+    """One credit line for a dataset: its title, licence and attribution.
+
+    Parameters
+    ----------
+    dataset : str
+        A registry id (see :data:`engine.datasets.REGISTRY`) or a dataset folder.
+
+    Returns
+    -------
+    str
+        Plain text, e.g. ``"Pediatric chest X-rays (Kermany). Licence: CC BY 4.0.
+        Source: Kermany, Zhang, Goldbaum, ..."``. Show the dataset's ``caveat`` as well,
+        in the report's ``caveats``.
+
+    Raises
+    ------
+    DatasetError
+        For an unknown id.
+    """
+    spec = get_dataset(dataset)
+    parts = [spec.title]
+    if spec.licence:
+        parts.append(f"Licence: {spec.licence}")
+    if spec.attribution:
+        parts.append(f"Source: {spec.attribution}")
+    return " ".join(p if p.endswith(".") else p + "." for p in parts)
+
+
+def bundle_provenance(meta: BundleMeta) -> dict[str, str]:
+    """Provenance rows describing a model bundle (for :func:`build_report`).
+
+    Parameters
+    ----------
+    meta : BundleMeta
+        From :func:`engine.bundle.read_meta`.
+
+    Returns
+    -------
+    dict of str to str
+        Model, hash, dataset, creation time, data fingerprints and library versions;
+        empty fields are left out.
+    """
+    rows = {
+        "Model": f"{meta.backbone} ({meta.weights} weights), input {meta.input_size} px",
+        "Model hash (SHA-256)": meta.model_sha256,
+        "Trained on": meta.dataset_id,
+        "Model created": meta.created,
+    }
+    for split, fingerprint in meta.data_fingerprints.items():
+        rows[f"Data fingerprint ({split})"] = str(fingerprint)
+    for lib, version in meta.versions.items():
+        rows[f"{lib} version"] = str(version)
+    return {k: v for k, v in rows.items() if v}
+
+
+def manifest_provenance(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Provenance rows describing a results folder's ``manifest.json``.
+
+    Parameters
+    ----------
+    manifest : mapping
+        From :func:`engine.evaluation.results.load_manifest`; missing fields are skipped.
+
+    Returns
+    -------
+    dict of str to str
+        Sweep name and spec hash, status, engine version, code version, model hash,
+        dataset, split, fingerprint, image count, seed and run times.
+    """
+
+    def get(*keys: str) -> Any:
+        node: Any = manifest
+        for key in keys:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        return node
+
+    commit = get("git", "commit")
+    if commit and get("git", "dirty"):
+        commit = f"{commit} (with uncommitted changes)"
+    split = get("data", "split")
+    dataset = get("data", "dataset_id")
+    rows = {
+        "Results": get("spec", "name"),
+        "Results status": get("status"),
+        "Results spec hash (SHA-256)": get("spec", "sha256"),
+        "Results engine version": get("engine_version"),
+        "Results code version (git)": commit,
+        "Results model hash (SHA-256)": get("model", "model_sha256"),
+        "Results dataset": f"{dataset}, {split} split" if dataset and split else dataset,
+        "Results data fingerprint": get("data", "fingerprint"),
+        "Test images": get("data", "n_images"),
+        "Seed": get("seeds", "spec"),
+        "Results started": get("started"),
+        "Results finished": get("ended"),
+    }
+    return {k: str(v) for k, v in rows.items() if v is not None and v != ""}
+
+
+#: Parts a robustness report can include, in order (ids -> titles).
+REPORT_PARTS: dict[str, str] = {
+    "headline": "Headline numbers",
+    "accuracy": "Accuracy against attack strength",
+    "two_panel": "Model and patient view (seed 001)",
+    "tradeoff": "Defence trade-off",
+    "confusion": "Confusion matrices under attack",
+    "example": "A live example",
+}
+
+
+def robustness_report(
+    *,
+    df: pd.DataFrame,
+    manifest: Mapping[str, Any],
+    meta: BundleMeta,
+    title: str,
+    subtitle: str = "",
+    attack: str = "fgsm",
+    eps: float = 8.0,
+    parts: Sequence[str] = tuple(REPORT_PARTS),
+    example: LabResult | None = None,
+    generated_at: str | None = None,
+) -> str:
+    """The dashboard's stakeholder report for one model and its recap results.
+
+    Parameters
+    ----------
+    df, manifest : pandas.DataFrame, mapping
+        A recap results table and its manifest (:func:`engine.evaluation.load_results`).
+    meta : BundleMeta
+        The model's metadata.
+    title, subtitle : str
+        Shown at the top.
+    attack, eps : str, float
+        The attack and budget the headline, trade-off and confusion parts use
+        (the nearest precomputed budget is used, and said).
+    parts : sequence of str
+        Keys of :data:`REPORT_PARTS` to include.
+    example : engine.lab.LabResult, optional
+        A live lab result for the "example" part.
+    generated_at : str, optional
+        Fixed timestamp (for reproducible files).
+
+    Returns
+    -------
+    str
+        The HTML document (:func:`build_report`).
+    """
+    unknown = [p for p in parts if p not in REPORT_PARTS]
+    if unknown:
+        raise ParamError(
+            f"Unknown report part(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(REPORT_PARTS)}."
+        )
+    if not parts:
+        raise ParamError("Choose at least one part for the report.")
+    h = views.headline(df, attack=attack, eps=eps)
+    used = h["eps"]
+    att = labels.attack_title(attack)
+    threats = [THREAT_CLEAN, THREAT_TRANSFER]
+    note = f" ({h['note']})" if h["note"] else ""
+    sections: list[ReportSection] = []
+    if "headline" in parts:
+        cards = [
+            ("Clean accuracy", f"{h['clean_accuracy']:.1%}", f"{h['n_images']} test images"),
+            (
+                f"Under {att}, ε = {used:g}",
+                f"{h['attacked_accuracy']:.1%}",
+                "no defence; attack crafted on the model",
+            ),
+        ]
+        text = (
+            f"On **{h['n_images']}** test images the model is right **{h['clean_accuracy']:.1%}** "
+            f"of the time. An attacker who may change every pixel by at most **{used:g}** of "
+            f"255 grey levels{note} brings that down to **{h['attacked_accuracy']:.1%}**."
+        )
+        if h["best_key"] is not None:
+            cards.append(
+                (
+                    f"Best defence: {h['best_label']}",
+                    f"{h['best_accuracy']:.1%}",
+                    f"{h['recovered']:+.1%} recovered, {h['best_clean_cost']:+.1%} clean cost",
+                )
+            )
+            text += (
+                f" Passing the attacked images through **{h['best_label']}** gives back "
+                f"**{h['best_accuracy']:.1%}**, at a cost of {h['best_clean_cost']:.1%} on "
+                "images nobody attacked. The attacker here does not know about the defence: "
+                "one who does would do better."
+            )
+        sections.append(ReportSection("Headline numbers", text, cards=cards))
+    keys = [NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else [])
+    if "nlm+bilateral+guided" in set(df["defence_key"]):
+        keys.append("nlm+bilateral+guided")
+    charted: dict[str, tuple[str, str, Callable[[], BaseFigure]]] = {
+        "accuracy": (
+            "Accuracy against attack strength",
+            "Each line is one way of cleaning the images before the model sees them. "
+            "Further right, the attacker may change pixels more.",
+            lambda: charts.metric_vs_eps(df, metric="accuracy", attack=attack, defence_keys=keys),
+        ),
+        "two_panel": (
+            "Model and patient view",
+            "Left: how the model scores. Right, for medical data: what it means for "
+            "patients; the false-negative rate is the share of sick patients missed.",
+            lambda: charts.two_panel(df, attack=attack, manifest=manifest),
+        ),
+        "tradeoff": (
+            "Defence trade-off",
+            "Up is good (accuracy won back under attack); left is good (little lost on "
+            "clean images).",
+            lambda: charts.tradeoff(df, attack=attack, eps=used),
+        ),
+    }
+    for part, (heading, text, draw) in charted.items():
+        if part in parts:
+            sections.append(ReportSection(heading, text, figures=[draw()]))
+    if "confusion" in parts:
+        classes = list(manifest.get("model", {}).get("classes") or meta.classes)
+        figs = []
+        for key in keys[:2]:
+            row = query.find_row(df, attack, used, key)
+            if row is not None:
+                figs.append(
+                    charts.confusion_heatmap(
+                        row["confusion"],
+                        classes,
+                        title=f"{att} ε={used:g}, {labels.setting_label(key)}",
+                    )
+                )
+        sections.append(
+            ReportSection(
+                "Confusion matrices under attack",
+                "Rows are the true class, columns what the model said.",
+                figures=figs,
+            )
+        )
+    if "example" in parts and example is not None:
+        sections.append(_example_section(example))
+    spec = get_dataset(meta.dataset_id)
+    caveats = [c for c in (spec.caveat, meta.notes) if c]
+    caveats.append(
+        "Robustness numbers come from attacks crafted on the undefended model; an attacker "
+        "who knows the defence (adaptive attack) usually does better."
+    )
+    provenance = {**bundle_provenance(meta), **manifest_provenance(manifest)}
+    return build_report(
+        title=title,
+        subtitle=subtitle,
+        sections=sections,
+        threat_models=threats,
+        credits=[dataset_credit(meta.dataset_id)],
+        provenance=provenance,
+        caveats=caveats,
+        generated_at=generated_at,
+    )
+
+
+def _example_section(example: LabResult) -> ReportSection:
+    """The "A live example" part: one image clean, its perturbation, attacked and defended."""
+
+    def says(pred: Prediction) -> str:
+        return f"model says {example.classes[pred.label]} ({pred.confidence:.0%})"
+
+    return ReportSection(
+        "A live example",
+        f"One image, attacked with {example.attack_title} at ε = "
+        f"{example.attack_params.get('eps', 0):g} and cleaned with "
+        f"{example.defence_title}. {example.perturbation_scale}.",
+        images=[
+            ReportImage("Original", example.original, says(example.pred_clean)),
+            ReportImage("Perturbation (amplified)", example.perturbation_view),
+            ReportImage("Attacked", example.adversarial, says(example.pred_adv)),
+            ReportImage("Defended", example.defended, says(example.pred_defended)),
+        ],
+    )
