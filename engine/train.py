@@ -25,7 +25,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ from engine.models import (
     get_backbone,
     save_bundle,
 )
+from engine.params import add_options, declared, param, required, seed_param
+from engine.params import validate as validate_declared
 from engine.progress import cli_bar
 
 log = logging.getLogger(__name__)
@@ -57,51 +59,52 @@ CKPT_HISTORY = "history.csv"
 BN_CALIB_IMAGES = 1024
 
 
+@declared
 @dataclass
 class TrainConfig:
-    """Settings of one training run (recorded in the bundle's metadata)."""
+    """Settings of one training run (recorded in the bundle's metadata).
 
-    dataset: str
-    backbone: str
-    weights: str = "imagenet"
-    input_size: int | None = None
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    patience: int = 6
-    dropout: float = 0.2
-    fine_tune_layers: int = 0
-    class_weights: bool = True
-    augment: bool | None = None
-    limit_train: int | None = None
-    limit_eval: int | None = None
-    seed: int = 0
-    data_root: str | None = None
-    out: str | None = None
-    checkpoint_dir: str | None = None
-    resume: bool = False
+    Each setting is declared once here; ``python -m engine.train`` builds its
+    options from these declarations (:func:`build_parser`).
+    """
+
+    dataset: str = required(f"dataset id ({', '.join(ds.REGISTRY)})")
+    backbone: str = required("backbone id (see engine.models.BACKBONES)")
+    weights: str | None = param(
+        None,
+        help="imagenet (download via Keras), none (from scratch) or PATH.h5; "
+        "default imagenet where the backbone has it, else none",
+    )
+    input_size: int | None = param(None, 1, help="square input size in pixels")
+    epochs: int = param(20, 1, 1000)
+    batch_size: int = param(32, 1, 1024)
+    learning_rate: float = param(1e-3, 0.0, 1.0, 1e-4, open_low=True, flag="--lr")
+    patience: int = param(6, 1, 1000, help="early-stopping patience (epochs)")
+    dropout: float = param(0.2, 0.0, 0.9, 0.05)
+    fine_tune_layers: int = param(
+        0,
+        0,
+        help="unfreeze this many top layers of a pretrained backbone",
+        flag="--fine-tune",
+    )
+    class_weights: bool = param(True)
+    augment: bool | None = param(
+        None,
+        help="random shifts (and mirroring where anatomy allows); default on for real "
+        "datasets, off for the generated synthetic set (already randomised)",
+    )
+    limit_train: int | None = param(None, 1, help="use at most N train images")
+    limit_eval: int | None = param(None, 1, help="use at most N val/test images")
+    seed: int = seed_param("")
+    data_root: str | None = param(None, help="folder holding the datasets")
+    out: str | None = param(None, help="bundle folder (default runs/models/DATASET__BACKBONE)")
+    checkpoint_dir: str | None = param(None, help="default: the bundle path + '.ckpt'")
+    resume: bool = param(False, help="continue from the last checkpoint")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Check ranges; raise :class:`ParamError` naming the setting."""
-        checks = [
-            ("epochs", self.epochs, 1, 1000),
-            ("batch_size", self.batch_size, 1, 1024),
-            ("patience", self.patience, 1, 1000),
-        ]
-        for name, value, lo, hi in checks:
-            if not isinstance(value, int) or not lo <= value <= hi:
-                raise ParamError(
-                    f"train: '{name}' must be an integer in [{lo}, {hi}]; got {value}."
-                )
-        if not 0 < self.learning_rate <= 1:
-            raise ParamError(
-                f"train: 'learning_rate' must be a number in (0, 1]; got {self.learning_rate}."
-            )
-        for name in ("limit_train", "limit_eval"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ParamError(f"train: '{name}' must be a positive integer; got {v}.")
+        """Check every declared setting; raise :class:`ParamError` naming it."""
+        validate_declared(self, "train")
 
     def out_path(self) -> Path:
         """Where the bundle goes."""
@@ -165,7 +168,7 @@ def _augment(xb: np.ndarray, rng: np.random.Generator, *, flip: bool) -> np.ndar
     out = np.empty_like(xb)
     dy = rng.integers(0, 2 * ph + 1, n)
     dx = rng.integers(0, 2 * pw + 1, n)
-    mirror = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    mirror = np.asarray(rng.random(n) < 0.5) if flip else np.zeros(n, bool)
     for k in range(n):
         crop = padded[k, dy[k] : dy[k] + h, dx[k] : dx[k] + w]
         out[k] = crop[:, ::-1] if mirror[k] else crop
@@ -337,9 +340,15 @@ def _load(
 
 
 def train(config: TrainConfig) -> Path:
-    """Run one training job end to end; return the bundle's path."""
+    """Run one training job end to end; return the bundle's path.
+
+    ``weights=None`` means ImageNet weights where the backbone has them, else
+    none (from scratch); the bundle records the choice made.
+    """
     config.validate()
     spec = get_backbone(config.backbone)
+    if config.weights is None:
+        config = replace(config, weights="imagenet" if spec.imagenet else "none")
     size = int(config.input_size or spec.input_size)
     dataset = ds.get_dataset(config.dataset)
     splits = ds.load_splits(dataset, root=config.data_root, seed=config.seed)
@@ -457,7 +466,8 @@ def train(config: TrainConfig) -> Path:
         clean_metrics=clean,
         notes=dataset.caveat,
     )
-    extra = {BUNDLE_HISTORY: ckpt / CKPT_HISTORY} if (ckpt / CKPT_HISTORY).exists() else {}
+    history = ckpt / CKPT_HISTORY
+    extra: dict[str, str | os.PathLike] = {BUNDLE_HISTORY: history} if history.exists() else {}
     out = save_bundle(model, meta, config.out_path(), extra_files=extra)
     return out
 
@@ -473,44 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m engine.train",
         description="Train a classifier on a registered dataset and write a model bundle.",
     )
-    p.add_argument("--dataset", required=True, help=f"dataset id ({', '.join(ds.REGISTRY)})")
-    p.add_argument("--backbone", required=True, help="backbone id (see engine.models.BACKBONES)")
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="imagenet (download via Keras), none (from scratch) or PATH.h5; "
-        "default imagenet where the backbone has it, else none",
-    )
-    p.add_argument("--input-size", type=int, default=None, help="square input size in pixels")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, dest="learning_rate")
-    p.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs)")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument(
-        "--fine-tune",
-        type=int,
-        default=0,
-        dest="fine_tune_layers",
-        help="unfreeze this many top layers of a pretrained backbone",
-    )
-    p.add_argument("--no-class-weights", action="store_false", dest="class_weights")
-    p.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random shifts (and mirroring where anatomy allows); default on for real "
-        "datasets, off for the generated synthetic set (already randomised)",
-    )
-    p.add_argument("--limit-train", type=int, default=None, help="use at most N train images")
-    p.add_argument("--limit-eval", type=int, default=None, help="use at most N val/test images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None, help="folder holding the datasets")
-    p.add_argument(
-        "--out", default=None, help="bundle folder (default runs/models/DATASET__BACKBONE)"
-    )
-    p.add_argument("--checkpoint-dir", default=None, help="default: the bundle path + '.ckpt'")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    add_options(p, TrainConfig)
     return p
 
 
@@ -518,12 +491,6 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.weights is None:
-        try:
-            args.weights = "imagenet" if get_backbone(args.backbone).imagenet else "none"
-        except EngineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     config = TrainConfig(**vars(args))
     try:
         out = train(config)

@@ -7,7 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, views
+from app import charts, labels, views
+from engine import attacks, defences
+from engine.evaluation import query
+from engine.params import Param, declaration, format_number
 
 
 def _is_number(v: Any) -> bool:
@@ -22,24 +25,52 @@ NO_ATTACKED_ROWS = (
 )
 
 
-def param_slider(label: str, values: tuple[Any, ...], *, key: str, help: str = "") -> Any:
-    """A slider over a parameter's range (numbers) or its values (anything else)."""
-    if all(_is_number(v) for v in values):
-        lo, hi = min(values), max(values)
-        if all(float(v).is_integer() for v in values):
-            return st.slider(label, int(lo), int(hi), int(values[0]), 1, key=key, help=help)
-        span = float(hi) - float(lo)
-        step = 0.1 if span <= 5 else 0.5
-        return st.slider(label, float(lo), float(hi), float(values[0]), step, key=key, help=help)
+#: What a parameter widget returns: a number, a flag, or ``None`` for an unset option.
+Value = int | float | bool | str | None
+
+
+def _declared_param(family: str, name: str) -> Param | None:
+    """The declaration of a single defence's parameter; ``None`` for chains and unknown ids."""
+    cls = defences.REGISTRY.get(family)
+    return next((p for p in cls.PARAMS if p.name == name), None) if cls else None
+
+
+def _number_options(p: Param, key: str, help: str) -> dict[str, Any]:
+    """A declared number's widget range and step (house rule 6: nothing invented here)."""
+    num = int if p.kind is int else float
+    assert p.low is not None and p.slider_high is not None and p.step is not None
+    return {
+        "min_value": num(p.low),
+        "max_value": num(p.slider_high),
+        "step": num(p.step),
+        "key": key,
+        "help": help,
+    }
+
+
+def param_slider(
+    label: str, values: tuple[Any, ...], *, key: str, help: str = "", declared: Param | None = None
+) -> Value:
+    """A slider over a parameter's precomputed values; the page maps a choice to the nearest.
+
+    With the parameter's declaration the slider runs from the smallest to the
+    largest value in the declared step; without one (a chain member, or values
+    that are not numbers) it offers the values themselves.
+    """
+    if declared is not None and declared.kind in (int, float) and all(map(_is_number, values)):
+        opts = _number_options(declared, key, help or declared.help)
+        num = int if declared.kind is int else float
+        opts |= {"min_value": num(min(values)), "max_value": num(max(values))}
+        return st.slider(label, value=num(values[0]), **opts)
     return st.select_slider(label, list(values), key=key, help=help)
 
 
 def defence_picker(
-    df: pd.DataFrame, *, key: str, label: str = "Defence", default: str = views.NO_DEFENCE
+    df: pd.DataFrame, *, key: str, label: str = "Defence", default: str = query.NO_DEFENCE
 ) -> tuple[str, dict[str, Any]]:
     """Pick a defence family and its parameters; returns ``(family, requested params)``.
 
-    The sliders move freely; :func:`app.views.nearest_setting` maps the
+    The sliders move freely; :func:`engine.evaluation.query.nearest_setting` maps the
     request to the nearest precomputed setting and says so.
     """
     options = views.defence_options(df)
@@ -55,29 +86,39 @@ def defence_picker(
     info = options[family]
     for name in info.varying:
         params[name] = param_slider(
-            name, info.params[name], key=f"{key}_{family}_{name}", help=info.help.get(name, "")
+            name,
+            info.params[name],
+            key=f"{key}_{family}_{name}",
+            help=info.help.get(name, ""),
+            declared=_declared_param(family, name),
         )
     return family, params
 
 
-def eps_slider(
-    df: pd.DataFrame, attack: str, *, key: str, default: float = 8.0, label: str | None = None
-) -> float:
-    """A slider over the precomputed ε range (fine steps); the page maps it to the nearest."""
-    values = views.eps_values(df, attack)
-    hi = float(max(values)) if values else 32.0
-    return st.slider(
-        label or "Attack strength ε (0–255 pixel levels)",
-        0.0,
-        hi,
-        min(default, hi),
-        0.5,
-        key=key,
-        help="The largest change allowed to any pixel, in 0–255 levels (ε = 8 is 8/255, "
+def eps_slider(df: pd.DataFrame, attack: str, *, key: str, label: str | None = None) -> float:
+    """A slider over the precomputed ε range in the declared step; the page maps it to the nearest.
+
+    It starts at the declared default ε (capped at the largest precomputed
+    budget). An attack this code does not declare offers its precomputed
+    budgets themselves.
+    """
+    values = query.eps_values(df, attack)
+    label = label or "Attack strength ε (0–255 pixel levels)"
+    help = (
+        "The largest change allowed to any pixel, in 0–255 levels (ε = 8 is 8/255, "
         "about 3 %). The curves are precomputed at "
-        + ", ".join(views.format_value(v) for v in values)
-        + "; other values show the nearest.",
+        + ", ".join(labels.format_value(v) for v in values)
+        + "; other values show the nearest."
     )
+    info = attacks.REGISTRY.get(attack)
+    if info is None:
+        return float(st.select_slider(label, values, key=key, help=help))
+    eps = declaration(info.params_cls, "eps")
+    opts = _number_options(eps, key, help)
+    hi = max(values, default=opts["max_value"])
+    opts["max_value"] = hi
+    assert isinstance(eps.default, float)
+    return float(st.slider(label, value=min(eps.default, hi), **opts))
 
 
 def chart(fig: Any, *, key: str, filename: str) -> None:
@@ -97,73 +138,74 @@ def chart_format_choice() -> None:
     )
 
 
-#: ε choices of the live lab: fine steps at the low end, 0-64 levels.
-LAB_EPS: list[float] = [
-    *(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0),
-    *(10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0, 40.0, 48.0, 56.0, 64.0),
-]
+def param_widget(
+    p: Param,
+    *,
+    key: str,
+    label: str | None = None,
+    help: str | None = None,
+    classes: list[str] | None = None,
+) -> Value:
+    """One widget for one declared :class:`engine.params.Param` (house rule 6).
+
+    Everything it shows comes from the declaration: its ``choices`` give a
+    select slider (e.g. the fine ε steps), a bool a toggle, ``widget="class"``
+    a class picker where ``classes`` are known, ``widget="number"`` (or a class
+    without known classes) a number box, anything else a slider from ``low``
+    to :attr:`~engine.params.Param.slider_high` in ``step``. A value already in
+    the session (a preset, or the user's) wins over the declared default.
+    """
+    fresh = key not in st.session_state
+    label = label or p.name.replace("_", " ")
+    help = p.help if help is None else help
+    if p.widget == "class" and classes:
+        names = classes
+        opts: list[int | None] = [*([None] if p.default is None else []), *range(len(names))]
+        return st.selectbox(
+            "Target class",
+            opts,
+            format_func=lambda i: "none (untargeted)" if i is None else names[i],
+            key=key,
+            help=help,
+        )
+    if p.choices:
+        choice = st.select_slider(
+            label,
+            list(p.choices),
+            value=p.default if fresh else None,
+            format_func=format_number,
+            key=key,
+            help=help,
+        )
+        return p.kind(choice)
+    if p.kind is bool:
+        return st.toggle(label, value=fresh and bool(p.default), key=key, help=help)
+    num = int if p.kind is int else float
+    opts_ = _number_options(p, key, help)
+    default = p.default if p.default is not None else p.low
+    assert isinstance(default, int | float)
+    if p.widget in ("number", "class"):
+        return num(st.number_input(label, value=num(default) if fresh else "min", **opts_))
+    return st.slider(label, value=num(default) if fresh else None, **opts_)
 
 
 def declared_params(
-    params: tuple[Any, ...],
+    params: tuple[Param, ...],
     *,
     key: str,
     skip: tuple[str, ...] = (),
     classes: list[str] | None = None,
-) -> dict[str, Any]:
-    """One widget per declared :class:`engine.params.Param` (house rule 6); returns the values.
+) -> dict[str, Value]:
+    """One :func:`param_widget` per declared parameter (``key`` + ``_`` + name); returns the values.
 
-    Ranges, steps, defaults and help all come from the declaration. An
-    optional class index (``target``) becomes a class picker.
+    An optional class index (``target``) becomes a class picker when
+    ``classes`` are given.
     """
-    values: dict[str, Any] = {}
-    for p in params:
-        if p.name in skip:
-            continue
-        k = f"{key}_{p.name}"
-        label = p.name.replace("_", " ")
-        default = p.default if p.default is not None else p.low
-        # A value already in the session (a preset, or the user's) wins over the default.
-        init: dict[str, Any] = {} if k in st.session_state else {"value": default}
-        if p.name == "target" and classes:
-            opts: list[int | None] = ([None] if p.default is None else []) + list(
-                range(len(classes))
-            )
-            values[p.name] = st.selectbox(
-                "Target class",
-                opts,
-                format_func=lambda i: "none (untargeted)" if i is None else classes[i],
-                key=k,
-                help=p.help,
-            )
-        elif p.kind is bool:
-            init = {} if k in st.session_state else {"value": bool(p.default)}
-            values[p.name] = st.toggle(label, key=k, help=p.help, **init)
-        elif p.kind is int and (p.high - p.low) > 200:
-            values[p.name] = int(
-                st.number_input(
-                    label,
-                    min_value=int(p.low),
-                    max_value=int(p.high),
-                    step=int(p.step or 1),
-                    key=k,
-                    help=p.help,
-                    **{n: int(v) for n, v in init.items()},
-                )
-            )
-        else:
-            num = int if p.kind is int else float
-            hi = p.high if p.kind is int or p.high <= 1000 else 2000.0  # e.g. guided eps
-            values[p.name] = st.slider(
-                label,
-                min_value=num(p.low),
-                max_value=num(hi),
-                step=num(p.step or (1 if num is int else 0.1)),
-                key=k,
-                help=p.help,
-                **{n: num(v) for n, v in init.items()},
-            )
-    return values
+    return {
+        p.name: param_widget(p, key=f"{key}_{p.name}", classes=classes)
+        for p in params
+        if p.name not in skip
+    }
 
 
 def param_picker(
@@ -183,7 +225,7 @@ def param_picker(
     param = c2.selectbox("Parameter", options[family].varying, key=f"{key}_param")
     with c3:
         eps_req = eps_slider(df, attack, key=f"{key}_eps")
-    eps_used, note = views.resolve_eps(df, attack, eps_req)
+    eps_used, note = query.resolve_eps(df, attack, eps_req)
     if note:
         st.info(note)
     return family, param, eps_used

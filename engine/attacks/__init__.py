@@ -97,7 +97,7 @@ REGISTRY: dict[str, AttackInfo] = {
     ),
     "pgd": AttackInfo(
         id="pgd",
-        title="PGD (iterative FGSM)",
+        title="PGD",
         fn=pgd.attack,
         params_cls=pgd.PGDParams,
         paper="Madry et al. Towards Deep Learning Models Resistant to Adversarial "

@@ -5,16 +5,40 @@ from __future__ import annotations
 import numpy as np
 
 from engine import PIXEL_MAX, PIXEL_MIN
-from engine.params import Param
+from engine.params import param
 
-#: L-infinity budget, 0-255 units (see the pixel convention in :mod:`engine`).
-EPS = Param("eps", float, 8.0, 0.0, 255.0, 0.5, "L-inf budget per pixel and channel, 0-255 units")
+#: The budgets a widget offers for ε: fine steps at the low end (ε = 1 is one grey level), 0-64.
+EPS_CHOICES = (
+    *(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0),
+    *(10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0, 40.0, 48.0, 56.0, 64.0),
+)
 #: Largest class index any attack accepts; the model's own class count is checked at run time.
 MAX_CLASS = 999
-#: Optional target class: ``None`` means untargeted.
-OPTIONAL_TARGET = Param(
-    "target", int, None, 0, MAX_CLASS, 1, "Target class index; empty for an untargeted attack"
-)
+
+
+def eps_param() -> float:
+    """The L-infinity budget every attack takes, 0-255 units (see the pixel convention in
+    :mod:`engine`), declared once for all of them."""
+    return param(
+        8.0,
+        0.0,
+        255.0,
+        0.5,
+        "L-inf budget per pixel and channel, 0-255 units",
+        choices=EPS_CHOICES,
+    )
+
+
+def optional_target() -> int | None:
+    """An optional target class: ``None`` means untargeted."""
+    return param(
+        None,
+        0,
+        MAX_CLASS,
+        1,
+        "Target class index; empty for an untargeted attack",
+        widget="class",
+    )
 
 
 def as_float(images: np.ndarray) -> np.ndarray:

@@ -13,18 +13,18 @@ gradient::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.attacks._common import (
-    EPS,
-    OPTIONAL_TARGET,
     as_float,
     class_labels,
+    eps_param,
     like_input,
+    optional_target,
 )
-from engine.params import Param, validate
+from engine.params import declared, validate
 
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
 __all__ = ["FGSMParams", "attack", "fgsm_step"]
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class FGSMParams:
     """Parameters of :func:`attack`.
@@ -46,10 +47,8 @@ class FGSMParams:
         Target class for a targeted attack; ``None`` for untargeted.
     """
 
-    eps: float = 8.0
-    target: int | None = None
-
-    PARAMS: ClassVar[tuple[Param, ...]] = (EPS, OPTIONAL_TARGET)
+    eps: float = eps_param()
+    target: int | None = optional_target()
 
     def __post_init__(self) -> None:
         validate(self, "FGSM")

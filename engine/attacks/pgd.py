@@ -18,20 +18,20 @@ image and onto [0, 255]::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.attacks._common import (
-    EPS,
-    OPTIONAL_TARGET,
     as_float,
     class_labels,
+    eps_param,
     like_input,
+    optional_target,
     project_linf,
 )
 from engine.attacks.fgsm import fgsm_step
-from engine.params import Param, validate
+from engine.params import declared, param, seed_param, validate
 
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
 __all__ = ["PGDParams", "attack"]
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class PGDParams:
     """Parameters of :func:`attack`.
@@ -63,21 +64,12 @@ class PGDParams:
         Target class for a targeted attack; ``None`` for untargeted.
     """
 
-    eps: float = 8.0
-    steps: int = 10
-    step_size: float = 2.0
-    random_start: bool = True
-    seed: int = 0
-    target: int | None = None
-
-    PARAMS: ClassVar[tuple[Param, ...]] = (
-        EPS,
-        Param("steps", int, 10, 1, 1000, 1, "Number of gradient steps"),
-        Param("step_size", float, 2.0, 0.1, 255.0, 0.1, "Step size per iteration, 0-255 units"),
-        Param("random_start", bool, True, help="Start from a random point of the eps-ball"),
-        Param("seed", int, 0, 0, 2**31 - 1, 1, "Seed of the random start"),
-        OPTIONAL_TARGET,
-    )
+    eps: float = eps_param()
+    steps: int = param(10, 1, 1000, 1, "Number of gradient steps", widget="number")
+    step_size: float = param(2.0, 0.1, 255.0, 0.1, "Step size per iteration, 0-255 units")
+    random_start: bool = param(True, help="Start from a random point of the eps-ball")
+    seed: int = seed_param("Seed of the random start")
+    target: int | None = optional_target()
 
     def __post_init__(self) -> None:
         validate(self, "PGD")

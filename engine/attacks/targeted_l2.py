@@ -26,19 +26,19 @@ was only just reached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.attacks._common import (
-    EPS,
     MAX_CLASS,
     as_float,
     class_labels,
+    eps_param,
     like_input,
     project_linf,
 )
-from engine.params import Param, validate
+from engine.params import declared, param, validate
 
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
 __all__ = ["TargetedL2Params", "attack"]
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class TargetedL2Params:
     """Parameters of :func:`attack`.
@@ -67,19 +68,13 @@ class TargetedL2Params:
         Stop moving an image once it is classified as the target.
     """
 
-    eps: float = 8.0
-    target: int = 0
-    steps: int = 20
-    alpha: float = 500.0
-    early_stop: bool = True
-
-    PARAMS: ClassVar[tuple[Param, ...]] = (
-        EPS,
-        Param("target", int, 0, 0, MAX_CLASS, 1, "Target class index"),
-        Param("steps", int, 20, 1, 1000, 1, "Maximum number of steps"),
-        Param("alpha", float, 500.0, 1.0, 100000.0, 10.0, "L2 length of each step, 0-255 units"),
-        Param("early_stop", bool, True, help="Stop an image once it is classified as the target"),
+    eps: float = eps_param()
+    target: int = param(0, 0, MAX_CLASS, 1, "Target class index", widget="class")
+    steps: int = param(20, 1, 1000, 1, "Maximum number of steps", widget="number")
+    alpha: float = param(
+        500.0, 1.0, 100000.0, 10.0, "L2 length of each step, 0-255 units", ui_high=2000.0
     )
+    early_stop: bool = param(True, help="Stop an image once it is classified as the target")
 
     def __post_init__(self) -> None:
         validate(self, "Targeted L2")

@@ -78,20 +78,52 @@ from engine import defences as dfn
 from engine.attacks import REGISTRY as ATTACKS
 from engine.datasets import SPLITS
 from engine.errors import ParamError
-from engine.params import as_dict, build
+from engine.evaluation.keys import format_member, format_value
+from engine.params import (
+    Param,
+    as_dict,
+    build,
+    check_values,
+    declaration,
+    declared,
+    defaults,
+    format_number,
+    param,
+    params_of,
+    seed_param,
+)
 
 __all__ = [
     "AttackSetting",
     "DefenceSetting",
+    "SweepOptions",
     "SweepSpec",
     "load_spec",
     "parse_spec",
 ]
 
-_TOP_KEYS = ("name", "description", "seed", "split", "limit", "per_image", "attacks")
-_TOP_KEYS += ("defences", "chains")
+_TOP_KEYS = (
+    *("name", "description", "seed", "split", "limit", "per_image"),
+    *("attacks", "defences", "chains"),
+)
 _DEFENCE_KEYS = ("id", "params", "grid", "zip")
 _RULE_KEYS = ("factor", "min")
+
+
+@declared
+@dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    """The spec's top-level numbers, declared once (the CLI's ``--limit`` reads them too).
+
+    The spec's values are checked against these declarations by
+    :func:`parse_spec` and end up on :class:`SweepSpec`.
+    """
+
+    seed: int = seed_param("seeds the image subset, the per-image subset and PGD's random start")
+    limit: int | None = param(None, 1, 10**9, 1, "use at most N images", widget="number")
+    per_image: int = param(
+        64, 0, 10**6, 1, "size of the fixed seeded subset with per-image records", widget="number"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,7 +165,7 @@ class AttackSetting:
         values["eps"] = eps
         if self.step_rule is not None:
             factor, low = self.step_rule
-            steps = values.get("steps", _default(info.params_cls, "steps"))
+            steps = values.get("steps", defaults(info.params_cls)["steps"])
             values["step_size"] = max(low, factor * eps / steps)
         return as_dict(build(info.params_cls, values, owner=info.title))
 
@@ -290,25 +322,21 @@ def parse_spec(text: str, *, source: str | os.PathLike = "<spec>") -> SweepSpec:
     name = data.get("name", Path(where).stem)
     if not isinstance(name, str) or not name:
         raise ParamError(f"{where}: 'name' must be a non-empty string; got {name!r}.")
-    seed = _int(data.get("seed", 0), "seed", where, low=0, high=2**31 - 1)
+    numbers = check_values(SweepOptions, data, where)
     split = data.get("split", "test")
     if split not in SPLITS:
         raise ParamError(f"{where}: 'split' must be one of {', '.join(SPLITS)}; got {split!r}.")
-    limit = data.get("limit")
-    if limit is not None:
-        limit = _int(limit, "limit", where, low=1, high=10**9)
-    per_image = _int(data.get("per_image", 64), "per_image", where, low=0, high=10**6)
-    attacks = _attacks(data.get("attacks"), seed, where)
+    attacks = _attacks(data.get("attacks"), numbers["seed"], where)
     defences = _defences(data.get("defences", []), data.get("chains", []), where)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ParamError(f"{where}: 'description' must be a string.")
     return SweepSpec(
         name=name,
-        seed=seed,
+        seed=numbers["seed"],
         split=split,
-        limit=limit,
-        per_image=per_image,
+        limit=numbers["limit"],
+        per_image=numbers["per_image"],
         attacks=attacks,
         defences=defences,
         text=text,
@@ -330,17 +358,17 @@ def _attacks(entries: Any, seed: int, where: str) -> tuple[AttackSetting, ...]:
         if not isinstance(entry, dict):
             raise ParamError(f"{owner} must be a table; got {entry!r}.")
         attack_id = entry.get("id")
-        info = ATTACKS.get(attack_id) if isinstance(attack_id, str) else None
-        if info is None:
+        if not isinstance(attack_id, str) or attack_id not in ATTACKS:
             raise ParamError(f"{owner}: unknown attack {attack_id!r}; known: {', '.join(ATTACKS)}.")
+        info = ATTACKS[attack_id]
         owner = f"{owner} ({attack_id})"
         if any(a.id == attack_id for a in out):
             raise ParamError(f"{owner}: attack listed twice; give all its budgets in one entry.")
-        eps = _eps_list(entry.get("eps"), owner)
+        eps = _eps_list(entry.get("eps"), declaration(info.params_cls, "eps"), owner)
         params = {k: v for k, v in entry.items() if k not in ("id", "eps", "step_size")}
         rule = None
         step = entry.get("step_size")
-        fields = {p.name for p in info.params_cls.PARAMS}
+        fields = {p.name for p in params_of(info.params_cls)}
         if isinstance(step, dict):
             if not {"step_size", "steps"} <= fields:
                 raise ParamError(f"{owner}: a step_size rule needs an attack with steps.")
@@ -362,16 +390,20 @@ def _attacks(entries: Any, seed: int, where: str) -> tuple[AttackSetting, ...]:
     return tuple(out)
 
 
-def _eps_list(value: Any, owner: str) -> tuple[float, ...]:
+def _eps_list(value: Any, declared_eps: Param, owner: str) -> tuple[float, ...]:
+    """The entry's budgets, each checked against the attack's ``eps`` declaration."""
     if not isinstance(value, list) or not value:
         raise ParamError(f"{owner}: 'eps' must be a non-empty list of budgets; got {value!r}.")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ParamError(f"{owner}: 'eps' values must be numbers in [0, 255]; got {v!r}.")
-        if not 0 <= v <= 255:
-            raise ParamError(f"{owner}: 'eps' values must be numbers in [0, 255]; got {_fmt(v)}.")
-        out.append(float(v))
+        try:
+            out.append(float(declared_eps.check(v, owner)))
+        except ParamError:
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            raise ParamError(
+                f"{owner}: 'eps' values must be numbers in {declared_eps.interval()}; "
+                f"got {format_number(v) if number else repr(v)}."
+            ) from None
     if len(set(out)) != len(out):
         raise ParamError(f"{owner}: 'eps' lists a budget twice: {value!r}.")
     return tuple(sorted(out))
@@ -456,25 +488,13 @@ def _expand(entry: dict[str, Any], owner: str) -> list[dict[str, Any]]:
 
 
 def _key(defence_id: Any, values: Mapping[str, Any]) -> str:
-    """``id`` or ``id:k=v,...`` with the parameters in the spec's order."""
-    if not values:
-        return str(defence_id)
-    return f"{defence_id}:" + ",".join(f"{k}={_fmt(v)}" for k, v in values.items())
+    """``id`` or ``id:k=v,...`` with the parameters in the spec's order (the key grammar)."""
+    return format_member(defence_id, values)
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return str(int(v)) if v.is_integer() else f"{v:g}"
-    return str(v)
-
-
-def _default(cls: type, name: str) -> Any:
-    for p in cls.PARAMS:
-        if p.name == name:
-            return p.default
-    raise KeyError(name)  # pragma: no cover - callers check the field exists
+    """A number or flag as a key writes it (also used in this module's messages)."""
+    return format_value(v)
 
 
 def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], owner: str) -> None:
@@ -483,12 +503,6 @@ def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], owner: str) ->
         raise ParamError(
             f"{owner}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}."
         )
-
-
-def _int(value: Any, name: str, where: str, *, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ParamError(f"{where}: '{name}' must be an integer in [{low}, {high}]; got {value!r}.")
-    return value
 
 
 def _num(value: Any, name: str, owner: str, *, low: float, open_low: bool = False) -> float:

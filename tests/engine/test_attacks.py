@@ -269,3 +269,30 @@ def test_registry_entries_are_complete():
         assert "white-box" in info.threat_model
         assert info.targeted in {"never", "optional", "always"}
         assert {p.name for p in info.params_cls.PARAMS} >= {"eps"}
+
+
+def test_each_parameter_is_declared_once_on_its_field():
+    from dataclasses import fields
+
+    from engine.params import declaration, params_of
+
+    for info in REGISTRY.values():
+        cls = info.params_cls
+        by_field = {f.name: f.default for f in fields(cls)}
+        assert (
+            by_field
+            == {p.name: p.default for p in params_of(cls)}
+            == {p.name: p.default for p in cls.PARAMS}
+        )
+        eps = declaration(cls, "eps")
+        # the live lab's ε choices belong to the declaration and are valid budgets
+        assert eps.default in eps.choices and eps.choices == tuple(sorted(eps.choices))
+        assert all(eps.check(e, info.title) == e for e in eps.choices)
+        assert eps.step == 0.5 and (eps.low, eps.high) == (0, 255)
+    # the widgets a wide range gets are declared, not decided by the UI
+    assert declaration(pgd.PGDParams, "steps").widget == "number"
+    assert declaration(pgd.PGDParams, "seed").widget == "number"
+    assert declaration(pgd.PGDParams, "target").widget == "class"
+    assert declaration(targeted_l2.TargetedL2Params, "alpha").slider_high == 2000.0
+    with pytest.raises(ParamError, match=r"^PGD: 'seed' must be an integer in \[0, 2147483647\]"):
+        pgd.PGDParams(seed=2**31)

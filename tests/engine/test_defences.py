@@ -376,3 +376,29 @@ def test_non_defence_in_chain():
 def test_bad_spec():
     with pytest.raises(ParamError, match="Defence spec must be"):
         from_spec({"name": "nlm"})
+
+
+def test_registry_and_declarations_load_without_opencv():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from engine import defences; "
+        "assert defences.REGISTRY['guided'].PARAMS[1].slider_high == 2000.0; "
+        "assert defences.make_defence('jpeg', {'quality': 50}).quality == 50; "
+        "print('cv2' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("defence_id", ALL_IDS)
+def test_each_parameter_is_declared_once_on_its_field(defence_id):
+    from dataclasses import fields
+
+    cls = REGISTRY[defence_id]
+    assert {f.name: f.default for f in fields(cls)} == {p.name: p.default for p in cls.PARAMS}
+    for p in cls.PARAMS:
+        if p.kind in (int, float):
+            assert p.step and p.low is not None and p.slider_high is not None, p.name
+            assert p.low <= p.default <= p.slider_high <= p.high, p.name

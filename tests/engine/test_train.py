@@ -53,6 +53,11 @@ def test_class_weights_balance_the_classes():
         ("epochs", 0, r"'epochs' must be an integer in \[1, 1000\]; got 0"),
         ("learning_rate", 2.0, r"'learning_rate' must be a number in \(0, 1\]"),
         ("limit_train", 0, r"'limit_train' must be a positive integer"),
+        ("batch_size", 2000, r"'batch_size' must be an integer in \[1, 1024\]; got 2000"),
+        ("patience", 0.5, r"'patience' must be an integer in \[1, 1000\]; got 0\.5"),
+        ("dropout", 1.0, r"'dropout' must be a number in \[0, 0\.9\]; got 1\."),
+        ("seed", -1, r"'seed' must be an integer in \[0, 2147483647\]; got -1"),
+        ("data_root", 3, r"'data_root' must be a string; got 3"),
     ],
 )
 def test_config_validation(field, value, pattern):
@@ -61,6 +66,33 @@ def test_config_validation(field, value, pattern):
     cfg = TrainConfig(dataset="synthetic", backbone="tiny", **{field: value})
     with pytest.raises(ParamError, match=pattern):
         cfg.validate()
+
+
+def test_every_declared_setting_has_an_option_with_its_declared_default():
+    from engine.params import params_of
+    from engine.train import build_parser
+
+    parser = build_parser()
+    options = {a.dest: a for a in parser._actions if a.option_strings}
+    declared = params_of(TrainConfig)
+    assert {p.name for p in declared} == {f for f in TrainConfig.__dataclass_fields__} - {"extra"}
+    for p in declared:
+        assert p.name in options, p.name
+        assert options[p.name].default == p.default, p.name
+        assert (options[p.name].help or "") == p.help, p.name
+        assert options[p.name].required == p.required, p.name
+    # the option names of the hand-written parser are kept
+    flags = {f for a in options.values() for f in a.option_strings}
+    assert {"--lr", "--fine-tune", "--no-class-weights", "--augment", "--no-augment"} <= flags
+    assert {
+        "--batch-size",
+        "--input-size",
+        "--limit-train",
+        "--checkpoint-dir",
+        "--resume",
+    } <= flags
+    args = parser.parse_args(["--dataset", "synthetic", "--backbone", "tiny"])
+    assert TrainConfig(**vars(args)) == TrainConfig(dataset="synthetic", backbone="tiny")
 
 
 def test_unknown_dataset_or_backbone_is_a_clear_cli_error(tmp_path, capsys):
