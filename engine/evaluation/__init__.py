@@ -12,6 +12,11 @@ Command line::
     python -m engine.evaluation --spec assets/specs/default.toml \\
         --model runs/models/chest_xray__mobilenet_v3_large --out runs/recap/chest_xray
     python -m engine.evaluation ... --only pgd:8:jpeg:quality=75   # recompute one cell, compare
+    python -m engine.evaluation --model BUNDLE --out DIR --check     # fresh or stale?
+
+Running the same command again continues an interrupted sweep; running it with
+a spec that adds budgets, attacks or defence settings extends a finished one
+(only the new cells are computed).
 
 Python::
 
@@ -22,7 +27,9 @@ Python::
     []
 
 The spec format is documented in :mod:`engine.evaluation.spec`, the order of work
-and the resume rules in :mod:`engine.evaluation.sweep`.
+and the resume rules in :mod:`engine.evaluation.sweep`, the journal of finished
+cells in :mod:`engine.evaluation.journal`, what a manifest records and what must
+match to reuse a folder in :mod:`engine.evaluation.manifest`.
 
 Threat model
 ------------
@@ -41,12 +48,13 @@ Output folder
     ``pandas.read_csv``; list and dict columns hold JSON text
     (:func:`load_results` decodes them). ``NaN`` means "undefined for this
     data" (see :mod:`engine.metrics`).
-``per_image.csv``
+``per_image.csv.gz``
     For a fixed, seeded, stratified subset of the images (``per_image`` in the
     spec): one row per image and cell, so the dashboard can show which images
-    flip.
+    flip. Gzip-compressed CSV: ``pandas.read_csv`` reads it as is
+    (:func:`per_image_file` also finds a format-1 folder's ``per_image.csv``).
 ``manifest.json``
-    Provenance: status (``"partial"``/``"complete"``), engine version, git
+    Provenance: format (2), status (``"partial"``/``"complete"``), engine version, git
     commit and dirty flag, the spec's full text and SHA-256, the model bundle
     (path, id, backbone, ``model_sha256`` from its metadata, the file's own
     hash and whether they match), dataset id, split, split fingerprint, the
@@ -55,9 +63,11 @@ Output folder
     included), and the machine (platform, CPUs, Python, TensorFlow, Keras,
     OpenCV, NumPy, pandas versions).
 ``cells/``
-    One JSON file per finished cell (written atomically), the source of both
-    tables and of resumption. Holds every per-image prediction, so
-    :func:`reproduce_cell` can check any cell.
+    Only while a sweep runs (or after it was interrupted): its journal, one
+    JSON file per finished cell (written atomically, with every image's
+    prediction). A completed sweep folds them into the tables and removes the
+    folder; the tables, read back exactly, are then the record of its finished
+    cells, for extending it and for :func:`reproduce_cell`.
 
 ``results.csv`` columns
 -----------------------
@@ -112,7 +122,7 @@ attack_seconds             wall time of the group's attack, shared by its cells
                            (0 for clean rows)
 =========================  ================================================================
 
-``per_image.csv`` columns
+``per_image.csv.gz`` columns
 -------------------------
 ``image_index`` (position in the split), ``ref`` (the dataset's reference
 of the image, e.g. its relative path), ``true_label`` (class index),
@@ -132,7 +142,13 @@ largest difference per metric.
 from __future__ import annotations
 
 from engine.evaluation._table import COLUMNS, JSON_COLUMNS, PER_IMAGE_COLUMNS
-from engine.evaluation.results import check_stale, load_manifest, load_results, reproduce_cell
+from engine.evaluation.results import (
+    check_stale,
+    load_manifest,
+    load_results,
+    per_image_file,
+    reproduce_cell,
+)
 from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec, parse_spec
 from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER
 
@@ -165,6 +181,7 @@ __all__ = [
     "load_results",
     "load_spec",
     "parse_spec",
+    "per_image_file",
     "reproduce_cell",
     "run_sweep",
 ]

@@ -1,4 +1,4 @@
-"""``python -m engine.evaluation``: run, resume, check or reproduce a recap sweep.
+"""``python -m engine.evaluation``: run, resume, extend, check or reproduce a recap sweep.
 
 Usage::
 
@@ -32,7 +32,10 @@ log = logging.getLogger("engine.evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m engine.evaluation`` argument parser."""
+    """The ``python -m engine.evaluation`` argument parser (``--limit`` from its declaration)."""
+    from engine.evaluation.spec import SweepOptions
+    from engine.params import add_options
+
     p = argparse.ArgumentParser(
         prog="python -m engine.evaluation",
         description="Precompute recap curves: every attack budget through every defence "
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model bundle folder")
     p.add_argument("--out", required=True, help="results folder (created; resumable)")
     p.add_argument("--data-root", default=None, help="folder holding the datasets")
-    p.add_argument("--limit", type=int, default=None, help="use at most N images")
+    add_options(p, SweepOptions, only=("limit",))
     p.add_argument(
         "--force", action="store_true", help="delete results of a different sweep in --out"
     )
@@ -132,6 +135,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         args.out, args.model, attack, eps, defence, data_root=args.data_root, limit=args.limit
     )
     print(f"cell {res['attack']}:{res['eps']:g}:{res['defence_key']} on {res['n_images']} images")
+    print(f"  stored per-image records compared: {res['per_image_checked']}")
     print(f"  predicted classes that differ: {res['pred_mismatches']}")
     for key, diff in res["max_abs_diff"].items():
         print(f"  {key:<24} max |diff| = {diff:.3g}")

@@ -1,7 +1,8 @@
-"""File helpers of the recap pipeline: atomic writes, JSON, provenance of the run."""
+"""File helpers of the evaluation pipeline: file names, atomic writes, JSON, provenance."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -13,14 +14,17 @@ from typing import Any
 import numpy as np
 
 import engine
-from engine.fileio import atomic_write_text, json_default, read_json, to_json
+from engine.fileio import atomic_write_bytes, atomic_write_text, json_default, read_json, to_json
 
 __all__ = [
     "CELLS",
     "MANIFEST",
     "PER_IMAGE",
+    "PER_IMAGE_LEGACY",
     "RESULTS",
+    "atomic_write_bytes",
     "atomic_write_text",
+    "canonical",
     "git_info",
     "json_default",
     "portable_path",
@@ -31,7 +35,11 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 RESULTS = "results.csv"
-PER_IMAGE = "per_image.csv"
+#: The per-image records, gzip-compressed CSV (``pandas.read_csv`` reads it as is).
+PER_IMAGE = "per_image.csv.gz"
+#: Where format-1 folders kept them, uncompressed; still read.
+PER_IMAGE_LEGACY = "per_image.csv"
+#: The resume journal of a running sweep: one JSON file per finished cell.
 CELLS = "cells"
 
 PROJECT_ROOT = Path(engine.__file__).resolve().parents[1]
@@ -51,6 +59,12 @@ def resolve_recorded(path: str) -> Path:
     """Inverse of :func:`portable_path`: a relative recorded path is under the project root."""
     p = Path(path)
     return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as its JSON reads back: tuples as lists, NumPy scalars as numbers, so two
+    settings compare equal when a results file cannot tell them apart."""
+    return json.loads(to_json(value))
 
 
 def git_info() -> dict[str, Any]:

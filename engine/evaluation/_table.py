@@ -1,25 +1,30 @@
-"""From finished cells to the two tidy tables, ``results.csv`` and ``per_image.csv``.
+"""The two tidy tables of a sweep, ``results.csv`` and ``per_image.csv.gz``: columns, writing,
+and reading back exactly.
 
-Each finished cell is one small JSON file under ``DIR/cells/`` (see
-:mod:`engine.evaluation.sweep`); the tables are rebuilt from them, so they can
-always be regenerated and never disagree with the cells.
+A finished cell is a :class:`Cell`: its row of ``results.csv`` (less the
+columns that name the attack row) and its per-image predictions. The tables
+are written from the finished cells in spec order; :func:`read_exact` reads
+them back value for value (floats bit for bit, JSON columns decoded), so a
+finished table is itself the journal of its cells (:mod:`engine.evaluation.journal`).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
-import logging
+import json
 import math
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from engine import metrics
-from engine.evaluation._io import CELLS, PER_IMAGE, RESULTS, atomic_write_text, read_json, to_json
-from engine.evaluation.spec import SweepSpec, parse_spec
-
-log = logging.getLogger(__name__)
+from engine.evaluation._io import PER_IMAGE, PER_IMAGE_LEGACY, RESULTS, atomic_write_bytes, to_json
+from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec
 
 CLEAN_GROUP = "clean"
 
@@ -63,6 +68,13 @@ JSON_COLUMNS = (
 )
 #: Columns that vary from run to run (wall-clock times); never compared.
 TIMING_COLUMNS = ("seconds", "attack_seconds")
+#: Columns that name the row rather than the cell: the clean cell is one cell,
+#: repeated as a row for every attack that lists ``eps = 0``.
+ROW_COLUMNS = ("dataset", "split", "model", "backbone", "attack", "eps")
+#: What a :class:`Cell` holds of its row.
+CELL_COLUMNS = tuple(c for c in COLUMNS if c not in ROW_COLUMNS)
+#: Text columns of ``results.csv`` (never read as numbers).
+TEXT_COLUMNS = tuple(c for c in ID_COLUMNS if c != "eps")
 
 PER_IMAGE_COLUMNS = (
     "image_index",
@@ -77,6 +89,45 @@ PER_IMAGE_COLUMNS = (
     "confidence",
     "true_confidence",
 )
+#: Text columns of ``per_image.csv.gz``.
+PER_IMAGE_TEXT_COLUMNS = ("ref", "attack", "defence", "defence_key")
+
+#: One image's record in a cell: predicted class, its probability, the true class's.
+Record = tuple[int, float, float]
+
+
+@dataclass
+class Cell:
+    """One finished cell ``(group, defence setting)``.
+
+    Attributes
+    ----------
+    values : dict
+        Its row of ``results.csv`` for :data:`CELL_COLUMNS` (JSON columns decoded).
+    records : dict
+        Image position in the run -> :data:`Record`: every image for a cell of
+        the running journal, the per-image subset for a cell read from the tables.
+    """
+
+    values: dict[str, Any]
+    records: dict[int, Record]
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Cell:
+        """The cell of one journal record (a cell file's JSON, as the sweep writes it)."""
+        values = {
+            "attack_params": record["attack_params"] or {"eps": 0.0},
+            **{k: record[k] for k in CELL_COLUMNS if k.startswith(("defence", "threat"))},
+            **{k: record["metrics"][k] for k in METRIC_COLUMNS},
+            **{k: record[k] for k in EXTRA_COLUMNS},
+        }
+        pi = record["per_image"]
+        triples = zip(pi["pred"], pi["confidence"], pi["true_confidence"], strict=True)
+        return cls(values, {pos: (p, c, t) for pos, (p, c, t) in enumerate(triples)})
+
+
+#: Finished cells keyed by ``(group, defence_key)``.
+Journal = dict[tuple[str, str], Cell]
 
 
 def group_name(attack_id: str | None, eps: float) -> str:
@@ -86,107 +137,131 @@ def group_name(attack_id: str | None, eps: float) -> str:
     return f"{attack_id}@{eps:g}"
 
 
-def read_cells(out_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every finished cell under ``out_dir/cells``, keyed by ``(group, defence_key)``."""
-    cells: dict[tuple[str, str], dict[str, Any]] = {}
-    folder = out_dir / CELLS
-    if not folder.is_dir():
-        return cells
-    for path in sorted(folder.glob("*.json")):
-        cell = read_json(path)
-        cells[(cell["group"], cell["defence_key"])] = cell
-    return cells
-
-
-def _rows(
-    spec: SweepSpec, cells: dict[tuple[str, str], dict[str, Any]], manifest: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    model = manifest["model"]
-    data = manifest["data"]
-    sub = data["per_image"]
-    rows: list[dict[str, Any]] = []
-    per_image: list[dict[str, Any]] = []
+def spec_rows(spec: SweepSpec) -> Iterator[tuple[AttackSetting, float, DefenceSetting]]:
+    """The rows of a spec's table, in table order: attack, then budget, then defence."""
     for attack in spec.attacks:
         for eps in attack.eps:
-            group = group_name(attack.id, eps)
             for setting in spec.defences:
-                cell = cells.get((group, setting.key))
-                if cell is None:
-                    continue
-                row: dict[str, Any] = {
-                    "dataset": data["dataset_id"],
-                    "split": data["split"],
-                    "model": model["id"],
-                    "backbone": model["backbone"],
+                yield attack, eps, setting
+
+
+def build_tables(
+    spec: SweepSpec, journal: Journal, manifest: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``results`` and ``per_image`` frames of the finished cells, in spec order (JSON columns
+    as Python values)."""
+    model, data = manifest["model"], manifest["data"]
+    sub = data["per_image"]
+    subset = list(zip(sub["positions"], sub["indices"], sub["refs"], sub["labels"], strict=True))
+    rows: list[dict[str, Any]] = []
+    per_image: list[dict[str, Any]] = []
+    for attack, eps, setting in spec_rows(spec):
+        cell = journal.get((group_name(attack.id, eps), setting.key))
+        if cell is None:
+            continue
+        v = cell.values
+        rows.append(
+            {
+                "dataset": data["dataset_id"],
+                "split": data["split"],
+                "model": model["id"],
+                "backbone": model["backbone"],
+                "attack": attack.id,
+                "eps": eps,
+                **v,
+            }
+        )
+        for pos, idx, ref, label in subset:
+            pred, confidence, true_confidence = cell.records[pos]
+            per_image.append(
+                {
+                    "image_index": idx,
+                    "ref": ref,
+                    "true_label": label,
                     "attack": attack.id,
-                    "attack_params": cell["attack_params"] or {"eps": 0.0},
                     "eps": eps,
-                    "defence": cell["defence"],
-                    "defence_key": cell["defence_key"],
-                    "defence_label": cell["defence_label"],
-                    "defence_params": cell["defence_params"],
-                    "threat_model": cell["threat_model"],
+                    "defence": v["defence"],
+                    "defence_key": v["defence_key"],
+                    "pred": pred,
+                    "correct": pred == label,
+                    "confidence": confidence,
+                    "true_confidence": true_confidence,
                 }
-                row.update({k: cell["metrics"][k] for k in METRIC_COLUMNS})
-                row.update({k: cell[k] for k in EXTRA_COLUMNS})
-                rows.append(row)
-                pi = cell["per_image"]
-                for pos, idx, ref, label in zip(
-                    sub["positions"], sub["indices"], sub["refs"], sub["labels"], strict=True
-                ):
-                    per_image.append(
-                        {
-                            "image_index": idx,
-                            "ref": ref,
-                            "true_label": label,
-                            "attack": attack.id,
-                            "eps": eps,
-                            "defence": cell["defence"],
-                            "defence_key": cell["defence_key"],
-                            "pred": pi["pred"][pos],
-                            "correct": pi["pred"][pos] == label,
-                            "confidence": pi["confidence"][pos],
-                            "true_confidence": pi["true_confidence"][pos],
-                        }
-                    )
-    return rows, per_image
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS)), pd.DataFrame(
+        per_image, columns=list(PER_IMAGE_COLUMNS)
+    )
 
 
-def write_outputs(out_dir: Path, manifest: dict[str, Any]) -> int:
-    """Rebuild ``results.csv`` and ``per_image.csv`` from the cells, atomically.
+def write_tables(
+    out_dir: Path, spec: SweepSpec, journal: Journal, manifest: Mapping[str, Any]
+) -> int:
+    """Write ``results.csv`` and ``per_image.csv.gz`` of the finished cells, atomically.
 
-    Parameters
-    ----------
-    out_dir : Path
-        The sweep's output folder.
-    manifest : dict
-        The run's manifest (spec text, model and data descriptions).
+    The per-image table is written first, so a ``results.csv`` row always has
+    its per-image records. A format-1 ``per_image.csv`` is removed.
 
     Returns
     -------
     int
-        Number of rows written to ``results.csv``.
+        Number of rows of ``results.csv``.
     """
-    spec = parse_spec(manifest["spec"]["text"], source=manifest["spec"].get("path") or "<spec>")
-    rows, per_image = _rows(spec, read_cells(out_dir), manifest)
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table, per_image = build_tables(spec, journal, manifest)
     for col in JSON_COLUMNS:
         table[col] = [to_json(v) for v in table[col]]
-    atomic_write_text(out_dir / RESULTS, _csv(table))
-    atomic_write_text(out_dir / PER_IMAGE, _csv(pd.DataFrame(per_image, columns=PER_IMAGE_COLUMNS)))
-    return len(rows)
+    atomic_write_bytes(out_dir / PER_IMAGE, gzip.compress(_csv(per_image), mtime=0))
+    atomic_write_bytes(out_dir / RESULTS, _csv(table))
+    (out_dir / PER_IMAGE_LEGACY).unlink(missing_ok=True)
+    return len(table)
 
 
-def _csv(frame: pd.DataFrame) -> str:
+def _csv(frame: pd.DataFrame) -> bytes:
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue()
+    return buf.getvalue().encode("utf-8")
+
+
+def per_image_file(out_dir: str | Path) -> Path:
+    """The per-image table of a results folder: ``per_image.csv.gz``, or a format-1
+    folder's ``per_image.csv`` when only that exists."""
+    out = Path(out_dir)
+    legacy = out / PER_IMAGE_LEGACY
+    return legacy if legacy.is_file() and not (out / PER_IMAGE).is_file() else out / PER_IMAGE
+
+
+_INT = re.compile(r"-?[0-9]+")
+
+
+def read_exact(path: Path, text_columns: Collection[str]) -> list[dict[str, Any]]:
+    """The rows of a table this module wrote, every value as it was before writing.
+
+    ``pandas.read_csv`` is not used for the numbers (its fast float parser may
+    differ from the written value in the last bit, depending on the pandas
+    version): every cell is read as text and converted with Python's exact
+    parsers. :data:`JSON_COLUMNS` are decoded (``null`` -> ``None``), the
+    ``text_columns`` kept as text, and every other column is integers, booleans
+    or floats (an empty field is NaN), judged by the whole column.
+    """
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        texts = [str(t) for t in frame[name]]
+        if name in JSON_COLUMNS:
+            columns[name] = [json.loads(t) if t else None for t in texts]
+        elif name in text_columns:
+            columns[name] = texts
+        elif texts and all(t in ("True", "False") for t in texts):
+            columns[name] = [t == "True" for t in texts]
+        elif all(_INT.fullmatch(t) for t in texts):
+            columns[name] = [int(t) for t in texts]
+        else:
+            columns[name] = [float(t) if t else math.nan for t in texts]
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def decode_json_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Parse the :data:`JSON_COLUMNS` of a results table read with plain pandas."""
-    import json
-
     out = frame.copy()
     for col in JSON_COLUMNS:
         if col in out:
@@ -197,27 +272,20 @@ def decode_json_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def cell_file(out_dir: Path, group: str, defence_key: str) -> Path:
-    """Path of one cell's JSON file (a readable, filesystem-safe, unique name)."""
-    import hashlib
-    import re
-
-    def safe(s: str) -> str:
-        return re.sub(r"[^A-Za-z0-9=.,+_-]", "_", s)[:80]
-
-    digest = hashlib.sha1(f"{group}|{defence_key}".encode()).hexdigest()[:8]
-    return out_dir / CELLS / f"{safe(group)}__{safe(defence_key)}-{digest}.json"
-
-
 __all__ = [
+    "CELL_COLUMNS",
     "CLEAN_GROUP",
     "COLUMNS",
     "JSON_COLUMNS",
     "PER_IMAGE_COLUMNS",
     "TIMING_COLUMNS",
-    "cell_file",
+    "Cell",
+    "Journal",
+    "build_tables",
     "decode_json_columns",
     "group_name",
-    "read_cells",
-    "write_outputs",
+    "per_image_file",
+    "read_exact",
+    "spec_rows",
+    "write_tables",
 ]

@@ -1,4 +1,4 @@
-"""Reading a finished sweep: tables, staleness, and exact reproduction of one cell."""
+"""Reading a sweep's results folder: tables, staleness, and exact reproduction of one cell."""
 
 from __future__ import annotations
 
@@ -23,9 +23,18 @@ from engine.evaluation._io import (
     resolve_recorded,
     split_seed,
 )
-from engine.evaluation.spec import parse_spec
+from engine.evaluation._table import group_name, per_image_file
+from engine.evaluation.journal import read_journal
+from engine.evaluation.manifest import recorded_spec, spec_changes
+from engine.evaluation.spec import load_spec
 
-__all__ = ["check_stale", "load_manifest", "load_results", "reproduce_cell"]
+__all__ = [
+    "check_stale",
+    "load_manifest",
+    "load_results",
+    "per_image_file",
+    "reproduce_cell",
+]
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -132,14 +141,35 @@ def check_stale(
                     f"{path / BUNDLE_MODEL} was changed after its bundle was saved (its hash no "
                     "longer matches its meta.json)."
                 )
-    spec = manifest.get("spec", {})
-    spec_path = resolve_recorded(spec["path"]) if spec.get("path") else None
-    if spec_path and spec_path.is_file():
-        import hashlib
-
-        if hashlib.sha256(Path(spec_path).read_bytes()).hexdigest() != spec.get("sha256"):
-            reasons.append(f"The spec file {spec_path} changed since the sweep ran.")
+    reasons += _spec_staleness(manifest)
     return reasons
+
+
+def _spec_staleness(manifest: dict[str, Any]) -> list[str]:
+    """Whether the spec file, read again, asks for other numbers than the recorded spec.
+
+    The parsed settings are compared (:func:`engine.evaluation.manifest.spec_changes`),
+    not the file's bytes: a comment, the layout, the name or the description
+    does not make results stale.
+    """
+    recorded = manifest.get("spec", {})
+    path = resolve_recorded(recorded["path"]) if recorded.get("path") else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        current = load_spec(path)
+    except ParamError as exc:
+        return [f"The spec file {path} no longer parses: {exc}"]
+    try:
+        changed = spec_changes(recorded_spec(manifest), current)
+    except ParamError as exc:  # this engine no longer reads the recorded spec
+        return [f"The spec recorded in {MANIFEST} no longer parses: {exc}"]
+    if not changed:
+        return []
+    return [
+        f"The spec file {path} changed since the sweep ran (settings that differ: "
+        f"{', '.join(changed)}); run the sweep again to bring the results up to date."
+    ]
 
 
 def reproduce_cell(
@@ -157,7 +187,8 @@ def reproduce_cell(
     Parameters
     ----------
     out_dir : str or os.PathLike
-        A results folder (its ``cells/`` must be present).
+        A results folder, finished (its tables) or running (its tables and its
+        journal ``cells/``), of format 1 or 2.
     bundle_path : str or os.PathLike
         The model bundle; its hash must equal the manifest's.
     attack : str
@@ -170,29 +201,34 @@ def reproduce_cell(
     data_root : str or os.PathLike, optional
         Data folder searched first.
     limit : int, optional
-        Recompute only the first ``limit`` images of the run (attacked in the
-        same batches as the run, so the numbers are the same) and compare
-        per-image predictions and confidences; without it the whole cell is
-        recomputed and every metric is compared too.
+        Recompute only the first ``limit`` images of the run, rounded up to
+        whole attack batches (attacked in the same batches as the run, so the
+        numbers are the same), and compare the stored per-image predictions
+        and confidences among them; without it the whole cell is recomputed and
+        every metric is compared too. A finished sweep stores the per-image
+        records of its per-image subset (``per_image.csv.gz``), a running one
+        every image's (its journal).
 
     Returns
     -------
     dict
-        ``attack``, ``eps``, ``defence_key``, ``n_images`` (recomputed),
+        ``attack``, ``eps``, ``defence_key``, ``n_images`` (asked for),
         ``max_abs_diff`` (metric -> largest absolute difference; per-image
-        ``confidence`` and ``true_confidence`` included), ``pred_mismatches``
-        (images whose predicted class differs) and ``identical`` (all zero).
+        ``confidence`` and ``true_confidence`` included), ``per_image_checked``
+        (stored per-image records compared), ``pred_mismatches`` (of those, the
+        images whose predicted class differs) and ``identical`` (all zero).
 
     Raises
     ------
     EngineError
-        The cell is not stored, the model or data differ from the run's, ...
+        The cell is not stored, the model or data differ from the run's, no
+        per-image record is stored among the images ``limit`` recomputes, ...
     """
     from engine.evaluation import sweep  # TensorFlow loads here, not on import
 
     out = Path(out_dir)
     manifest = load_manifest(out)
-    spec = parse_spec(manifest["spec"]["text"], source=manifest["spec"].get("path") or "<spec>")
+    spec = recorded_spec(manifest)
     setting = spec.defence(defence)
     attack_setting = spec.attack(attack)
     eps = float(eps)
@@ -201,11 +237,9 @@ def reproduce_cell(
             f"Attack {attack} was run at eps {', '.join(f'{e:g}' for e in attack_setting.eps)} "
             f"in this sweep; got {eps:g}."
         )
-    group = _table.group_name(attack, eps)
-    cell_path = _table.cell_file(out, group, setting.key)
-    if not cell_path.is_file():
+    stored = read_journal(out, manifest).get((group_name(attack, eps), setting.key))
+    if stored is None:
         raise EngineError(f"Cell {attack}:{eps:g}:{setting.key} is not stored in {out}.")
-    stored = read_json(cell_path)
 
     meta = read_meta(bundle_path)
     if meta.model_sha256 != manifest["model"]["model_sha256"]:
@@ -229,29 +263,40 @@ def reproduce_cell(
         n = min(limit, n_all)
         # Whole attack batches, so a batch-seeded attack (PGD) sees what the run saw.
         indices = indices[: min(n_all, math.ceil(n / sweep.ATTACK_BATCH) * sweep.ATTACK_BATCH)]
+    # Every stored per-image record among the recomputed images: all images for a
+    # cell of a running sweep's journal, the per-image subset for a finished one.
+    checked = sorted(p for p in stored.records if p < len(indices))
+    whole = limit is None or n == n_all
+    if not checked and not whole:
+        raise EngineError(
+            f"No per-image record of cell {attack}:{eps:g}:{setting.key} is stored for the "
+            f"first {len(indices)} images; check it without --limit (limit=None)."
+        )
     prep = sweep.prepare(spec, bundle_path, data_root=data_root, selected=(index, indices))
     adv, _ = sweep.attack_images(prep, attack_setting, eps)
     result = sweep.evaluate_cell(prep, adv, setting)
     pert = sweep.perturbation(prep.x, adv)
 
-    diffs: dict[str, float] = {}
-    new_pi, old_pi = result["per_image"], stored["per_image"]
-    for key in ("confidence", "true_confidence"):
-        diffs[key] = max_abs_diff(new_pi[key][:n], old_pi[key][:n])
-    mismatches = int(np.sum(np.asarray(new_pi["pred"][:n]) != np.asarray(old_pi["pred"][:n])))
-    if limit is None or n == n_all:
-        for key, value in result["metrics"].items():
-            diffs[key] = max_abs_diff(value, stored["metrics"][key])
-        for key in ("psnr_mean", "ssim_mean"):
-            diffs[key] = max_abs_diff(result[key], stored[key])
-        for key, value in pert.items():
-            diffs[key] = max_abs_diff(value, stored[key])
+    new_pi = result["per_image"]
+    old = [stored.records[p] for p in checked]
+    diffs: dict[str, float] = {
+        "confidence": max_abs_diff([new_pi["confidence"][p] for p in checked], [r[1] for r in old]),
+        "true_confidence": max_abs_diff(
+            [new_pi["true_confidence"][p] for p in checked], [r[2] for r in old]
+        ),
+    }
+    mismatches = sum(new_pi["pred"][p] != r[0] for p, r in zip(checked, old, strict=True))
+    if whole:
+        images = {"psnr_mean": result["psnr_mean"], "ssim_mean": result["ssim_mean"], **pert}
+        for key, value in {**result["metrics"], **images}.items():
+            diffs[key] = max_abs_diff(value, stored.values[key])
     return {
         "attack": attack,
         "eps": eps,
         "defence_key": setting.key,
         "n_images": n,
         "max_abs_diff": diffs,
+        "per_image_checked": len(checked),
         "pred_mismatches": mismatches,
         "identical": mismatches == 0 and all(v == 0 for v in diffs.values()),
     }

@@ -40,6 +40,15 @@ def test_shipped_results_read_with_plain_pandas_and_are_fresh(results):
         table.columns
     )
     assert table["accuracy"].between(0, 1).all()
+    per_image = pd.read_csv(results / "per_image.csv.gz")
+    assert len(per_image) == len(table) * len(manifest["data"]["per_image"]["positions"])
+    # stored once: the tables and the manifest, no journal copy of the rows
+    assert manifest["format"] == 2
+    assert sorted(p.name for p in results.iterdir()) == [
+        "manifest.json",
+        "per_image.csv.gz",
+        "results.csv",
+    ]
     bundle = ROOT / "assets" / "models" / manifest["model"]["id"]
     assert manifest["model"]["model_sha256"] == read_meta(bundle).model_sha256
 
@@ -61,4 +70,16 @@ def test_a_shipped_cell_reproduces_exactly(results):
         report = reproduce_cell(results, bundle, "fgsm", 4, "none", limit=64)
     except DatasetError as exc:
         pytest.skip(f"the dataset is not on this machine: {exc}")
-    assert report["identical"], report
+    assert report["identical"] and report["per_image_checked"] > 0, report
+
+
+@pytest.mark.slow
+def test_a_whole_shipped_cell_reproduces_exactly():
+    """Every metric of a whole attacked, defended cell (the synthetic data is generated)."""
+    from engine.evaluation import reproduce_cell
+
+    results = ROOT / "assets" / "results" / "synthetic__tiny"
+    bundle = ROOT / "assets" / "models" / "synthetic__tiny"
+    report = reproduce_cell(results, bundle, "pgd", 8, "jpeg:quality=75")
+    assert report["identical"] and report["n_images"] == 500, report
+    assert report["per_image_checked"] == 64 and "accuracy" in report["max_abs_diff"]

@@ -53,23 +53,101 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sweep(bundle, tmp_path_factory) -> tuple[Path, list[tuple[str, float]]]:
-    """The smoke spec run once, with every call of run_attack recorded."""
+def journalled(bundle, tmp_path_factory) -> tuple[Path, list[tuple[str, float]], list[dict]]:
+    """The smoke spec run once, with every call of run_attack and every journal record
+    (the JSON of each cell file, before the finished sweep removed them) kept."""
     import engine.attacks
+    import engine.evaluation.sweep as sweep_module
     from engine.evaluation import run_sweep
 
     calls: list[tuple[str, float]] = []
+    records: list[dict] = []
     real = engine.attacks.run_attack
+    real_write = sweep_module.write_cell
 
     def counting(attack_id, model, images, labels, params=None, **kw):
         calls.append((attack_id, float(params["eps"])))
         return real(attack_id, model, images, labels, params, **kw)
 
+    def keeping(out_dir, record):
+        records.append(json.loads(json.dumps(record)))
+        return real_write(out_dir, record)
+
     out = tmp_path_factory.mktemp("recap") / "smoke"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(engine.attacks, "run_attack", counting)
+        mp.setattr(sweep_module, "write_cell", keeping)
         run_sweep(SMOKE, bundle, out)
-    return out, calls
+    return out, calls, records
+
+
+@pytest.fixture(scope="module")
+def sweep(journalled) -> tuple[Path, list[tuple[str, float]]]:
+    """The smoke sweep's folder and the calls of run_attack."""
+    return journalled[0], journalled[1]
+
+
+def folder_bytes(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` (relative path -> bytes)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def journal_of(out: Path) -> dict:
+    """The finished cells of ``out`` (:func:`engine.evaluation.journal.read_journal`)."""
+    from engine.evaluation.journal import read_journal
+
+    return read_journal(out, json.loads((out / "manifest.json").read_text()))
+
+
+def assert_cells_kept(out: Path, records: list[dict] | dict) -> None:
+    """Each journal record (or cell) is a finished cell of ``out`` with exactly its numbers
+    (JSON text equal: floats bit for bit, NaN and inf included; timings too, so not
+    recomputed)."""
+    from engine.evaluation._table import CELL_COLUMNS, Cell
+    from engine.fileio import to_json
+
+    if isinstance(records, list):
+        records = {(r["group"], r["defence_key"]): Cell.from_record(r) for r in records}
+    journal = journal_of(out)
+    for key, want in records.items():
+        got = journal[key]
+        for col in CELL_COLUMNS:
+            assert to_json(got.values[col]) == to_json(want.values[col]), (key, col)
+        assert got.records and got.records == {p: want.records[p] for p in got.records}
+
+
+def interrupt_at(monkeypatch, n: int) -> None:
+    """Ctrl-C in the sweep's ``n``-th cell (the earlier ones finish)."""
+    import engine.evaluation.sweep as sweep_module
+
+    real, calls = sweep_module.evaluate_cell, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate_cell", interrupted)
+
+
+def smoke_variant(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """The smoke spec with text replaced, written to ``tmp_path/name``."""
+    text = SMOKE.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+#: The smoke grid less PGD at eps 8 and the JPEG setting: 12 of its 20 cells.
+SMALLER = (
+    ("eps = [0, 4, 8]\nsteps = 2", "eps = [0, 4]\nsteps = 2"),
+    ('[[defences]]\nid = "jpeg"\nparams = { quality = 75 }\n\n', ""),
+)
+TIMING = ["seconds", "attack_seconds"]
 
 
 # --------------------------------------------------------------------------- rows and values
@@ -143,6 +221,8 @@ def test_manifest_records_provenance(sweep, bundle):
     for key in ("engine_version", "git", "spec", "model", "data", "seeds", "started", "ended"):
         assert key in m, key
     assert m["status"] == "complete" and m["cells"] == {"done": 20, "total": 20}
+    assert m["format"] == 2
+    assert m["identity"]["spec"] == {"seed": 0, "per_image": 8}
     assert m["engine_version"] == engine.__version__
     assert set(m["git"]) == {"commit", "dirty"}
     assert m["spec"]["sha256"] == hashlib.sha256(SMOKE.read_bytes()).hexdigest()
@@ -174,7 +254,7 @@ def test_load_results_round_trip_and_per_image(sweep):
     assert len(row.recall_per_class) == 4 and np.sum(row.confusion) == 40
     chain = table[table.defence == "nlm+bilateral+guided"].iloc[0]
     assert [m["id"] for m in chain.defence_params] == ["nlm", "bilateral", "guided"]
-    per = pd.read_csv(out / "per_image.csv")
+    per = pd.read_csv(out / "per_image.csv.gz")
     assert len(per) == 24 * 8
     assert set(per.columns) >= {"image_index", "ref", "true_label", "pred", "true_confidence"}
     one = per[(per.attack == "pgd") & (per.eps == 8) & (per.defence_key == "jpeg:quality=75")]
@@ -213,16 +293,17 @@ def test_resume_after_kill_loses_no_finished_cell(sweep, bundle, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    before = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
+    before = [json.loads(p.read_bytes()) for p in (out / "cells").glob("*.json")]
     assert 1 <= len(before) < 20, "kill landed before the first or after the last cell"
     assert json.loads((out / "manifest.json").read_text())["status"] == "partial"
 
     assert main(args) == 0
-    after = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
-    assert len(after) == 20
-    assert all(after[name] == data for name, data in before.items())
+    assert not (out / "cells").exists(), "a finished sweep keeps no journal"
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "complete" and m["runs"][-1]["cells_computed"] == 20 - len(before)
+    # Every cell finished before the kill is in the tables as journalled (its own
+    # timings included: reused, not recomputed).
+    assert_cells_kept(out, before)
     resumed = pd.read_csv(out / "results.csv")
     assert len(resumed) == 24 and not resumed.duplicated(["attack", "eps", "defence_key"]).any()
     # Same numbers as the uninterrupted run (another process, too).
@@ -232,19 +313,9 @@ def test_resume_after_kill_loses_no_finished_cell(sweep, bundle, tmp_path):
 
 
 def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(bundle, tmp_path, monkeypatch, capsys):
-    import engine.evaluation.sweep as sweep_module
     from engine.evaluation.__main__ import main
 
-    real = sweep_module.evaluate_cell
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep_module, "evaluate_cell", interrupted)
+    interrupt_at(monkeypatch, 3)
     out = tmp_path / "interrupted"
     args = ["--spec", str(SMOKE), "--model", str(bundle), "--out", str(out), "--limit", "12"]
     assert main(args) == 130
@@ -284,18 +355,161 @@ def test_changed_spec_is_refused_unless_forced(sweep, bundle, tmp_path, capsys):
         'name = "tiny"\nlimit = 40\nper_image = 4\n'
         '[[attacks]]\nid = "fgsm"\neps = [0, 4]\n[[defences]]\nid = "none"\n'
     )
+    files = folder_bytes(out)
     with pytest.raises(SweepIdentityError, match=r"different sweep: the spec differs"):
         run_sweep(spec, bundle, out)
     assert main(["--spec", str(spec), "--model", str(bundle), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--force" in err and "Traceback" not in err
-    assert len(list((out / "cells").glob("*.json"))) == 20, "a refused run touches nothing"
+    assert folder_bytes(out) == files, "a refused run touches nothing"
 
     run_sweep(spec, bundle, out, force=True)
     table = pd.read_csv(out / "results.csv")
-    assert len(table) == 2 and len(list((out / "cells").glob("*.json"))) == 2
+    assert len(table) == 2 and not (out / "cells").exists()
+    assert len(pd.read_csv(out / "per_image.csv.gz")) == 2 * 4
     with pytest.raises(SweepIdentityError, match=r"image subset"):
         run_sweep(spec, bundle, out, limit=20)
+
+
+# --------------------------------------------------------------------------- results stored once
+
+
+def test_finished_tables_hold_every_journal_record_exactly(journalled):
+    out, _, records = journalled
+    assert not (out / "cells").exists(), "a finished sweep ships no journal"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "per_image.csv.gz",
+        "results.csv",
+    ]
+    assert len(records) == 20 and all(len(r["per_image"]["pred"]) == 40 for r in records)
+    assert_cells_kept(out, records)
+
+
+def test_finished_sweep_is_extended_then_resumed(journalled, bundle, tmp_path, monkeypatch):
+    import engine.evaluation.sweep as sweep_module
+    from engine.evaluation import run_sweep
+
+    out = tmp_path / "extended"
+    run_sweep(smoke_variant(tmp_path, "smaller.toml", *SMALLER), bundle, out)
+    assert not (out / "cells").exists() and len(pd.read_csv(out / "results.csv")) == 15
+    smaller = journal_of(out)
+    assert len(smaller) == 12
+
+    real = sweep_module.evaluate_cell
+    interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(SMOKE, bundle, out)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "partial" and m["cells"] == {"done": 15, "total": 20}
+    assert len(list((out / "cells").glob("*.json"))) == 3, "the journal holds the new cells"
+    monkeypatch.setattr(sweep_module, "evaluate_cell", real)
+
+    run_sweep(SMOKE, bundle, out)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "complete" and [r["cells_computed"] for r in m["runs"]] == [12, 3, 5]
+    assert m["spec"]["text"] == SMOKE.read_text() and not (out / "cells").exists()
+    assert_cells_kept(out, smaller)
+    reference = journalled[0]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "results.csv").drop(columns=TIMING),
+        pd.read_csv(reference / "results.csv").drop(columns=TIMING),
+    )
+    assert (out / "per_image.csv.gz").read_bytes() == (reference / "per_image.csv.gz").read_bytes()
+
+
+def test_spec_that_drops_or_changes_finished_cells_is_refused(sweep, bundle, tmp_path):
+    from engine.evaluation import SweepIdentityError, run_sweep
+
+    out = tmp_path / "copy"
+    shutil.copytree(sweep[0], out)
+    files = folder_bytes(out)
+    smaller = smoke_variant(tmp_path, "smaller.toml", *SMALLER)
+    with pytest.raises(SweepIdentityError, match=r"the spec does not list 8 finished cell\(s\)"):
+        run_sweep(smaller, bundle, out)
+    steps = smoke_variant(tmp_path, "steps.toml", ("steps = 2", "steps = 3"))
+    with pytest.raises(SweepIdentityError, match=r"changes the parameters of 8 finished cell"):
+        run_sweep(steps, bundle, out)
+    assert folder_bytes(out) == files
+
+
+def as_format_1(src: Path, records: list[dict], dst: Path) -> Path:
+    """``src`` as engine format 1 wrote it, with ``records`` as the only finished cells:
+    every cell also in ``cells/``, an uncompressed ``per_image.csv``, a spec hash in the
+    identity."""
+    import gzip
+
+    from engine.evaluation import load_spec
+    from engine.evaluation._table import Cell, write_tables
+    from engine.evaluation.journal import cell_file
+
+    dst.mkdir()
+    m = json.loads((src / "manifest.json").read_text())
+    journal = {(r["group"], r["defence_key"]): Cell.from_record(r) for r in records}
+    m["rows"] = write_tables(dst, load_spec(SMOKE), journal, m)
+    (dst / "per_image.csv").write_bytes(gzip.decompress((dst / "per_image.csv.gz").read_bytes()))
+    (dst / "per_image.csv.gz").unlink()
+    for r in records:
+        cell_file(dst, r["group"], r["defence_key"]).parent.mkdir(exist_ok=True)
+        cell_file(dst, r["group"], r["defence_key"]).write_text(json.dumps({**r, "format": 1}))
+    del m["identity"]["spec"]
+    m["identity"]["spec_sha256"] = m["spec"]["sha256"]
+    complete = len(records) == m["cells"]["total"]
+    m.update(format=1, status="complete" if complete else "partial")
+    m["cells"]["done"] = len(records)
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_format_1_folder_loads_and_is_converted_when_opened(journalled, bundle, tmp_path):
+    import engine.evaluation.sweep as sweep_module
+    from engine.evaluation import (
+        check_stale,
+        load_results,
+        per_image_file,
+        reproduce_cell,
+        run_sweep,
+    )
+
+    out, _, records = journalled
+    old = as_format_1(out, records, tmp_path / "old")
+    table, m = load_results(old)
+    assert m["format"] == 1 and len(table) == 24
+    assert per_image_file(old) == old / "per_image.csv"
+    assert len(pd.read_csv(per_image_file(old))) == 24 * 8
+    assert check_stale(old, bundle) == []
+    res = reproduce_cell(old, bundle, "fgsm", 4, "median", limit=10)
+    assert res["identical"] and res["per_image_checked"] == 40, "a cell file has every image"
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a complete sweep must not load the model or the images")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_module, "prepare", no_loading)
+        run_sweep(SMOKE, bundle, old)
+    assert folder_bytes(old).keys() == {"manifest.json", "per_image.csv.gz", "results.csv"}
+    for name in ("results.csv", "per_image.csv.gz"):
+        assert (old / name).read_bytes() == (out / name).read_bytes(), name
+    m = json.loads((old / "manifest.json").read_text())
+    assert m["format"] == 2 and m["status"] == "complete" and "spec_sha256" not in m["identity"]
+    assert m["runs"][-1]["note"] == "format 1 -> 2: cells/ folded into the tables"
+    assert check_stale(old, bundle) == []
+
+
+def test_interrupted_format_1_sweep_resumes(journalled, bundle, tmp_path):
+    from engine.evaluation import run_sweep
+
+    out, _, records = journalled
+    part = as_format_1(out, records[:7], tmp_path / "old_partial")
+    run_sweep(SMOKE, bundle, part)
+    m = json.loads((part / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["runs"][-1]["cells_computed"] == 13
+    assert not (part / "cells").exists() and not (part / "per_image.csv").exists()
+    assert_cells_kept(part, records[:7])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(part / "results.csv").drop(columns=TIMING),
+        pd.read_csv(out / "results.csv").drop(columns=TIMING),
+    )
 
 
 # ------------------------------------------------------------ staleness and reproduction
@@ -329,6 +543,40 @@ def test_check_stale(sweep, bundle, tmp_path):
     assert check_stale(tmp_path / "nothing") == [
         f"{tmp_path / 'nothing'} holds no sweep results (manifest.json is missing)."
     ]
+
+
+def test_spec_staleness_compares_settings_not_bytes(sweep, bundle, tmp_path):
+    from engine.evaluation import check_stale
+
+    out = tmp_path / "copy"
+    shutil.copytree(sweep[0], out)
+    spec = tmp_path / "spec.toml"
+    m = json.loads((out / "manifest.json").read_text())
+    m["spec"]["path"] = str(spec)
+    (out / "manifest.json").write_text(json.dumps(m))
+    text = SMOKE.read_text()
+    for same in (
+        "# Run:  python -m engine.evaluation --spec ...\n" + text.replace("= 8\n", "= 8   # x\n"),
+        text.replace('name = "smoke"', 'name = "renamed"').replace(
+            'description = "', 'description = "New. '
+        ),
+        text.replace("eps = [0, 4, 8]", "eps = [0.0, 4, 8.0]"),
+    ):
+        spec.write_text(same)
+        assert check_stale(out, bundle) == [], same
+    for old, new, what in (
+        ("quality = 75", "quality = 80", "defences"),
+        ("steps = 2", "steps = 3", "attacks"),
+        ("per_image = 8", "per_image = 7", "per_image"),
+        ("limit = 40", "limit = 39", "limit"),
+    ):
+        spec.write_text(text.replace(old, new))
+        assert check_stale(out, bundle) == [
+            f"The spec file {spec} changed since the sweep ran (settings that differ: {what}); "
+            "run the sweep again to bring the results up to date."
+        ]
+    spec.write_text("name = [")
+    assert check_stale(out, bundle)[0].startswith(f"The spec file {spec} no longer parses: ")
 
 
 @pytest.mark.parametrize(
