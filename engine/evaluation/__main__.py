@@ -27,14 +27,14 @@ from contextlib import contextmanager
 from tqdm.auto import tqdm
 
 from engine.errors import EngineError, ParamError
+from engine.evaluation.spec import SweepOptions
+from engine.params import add_options, check_values
 
 log = logging.getLogger("engine.evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m engine.evaluation`` argument parser (``--limit`` from its declaration)."""
-    from engine.evaluation.spec import SweepOptions
-    from engine.params import add_options
 
     p = argparse.ArgumentParser(
         prog="python -m engine.evaluation",
@@ -195,10 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.limit is not None and args.limit < 1:
-        print(f"error: --limit must be a positive integer; got {args.limit}.", file=sys.stderr)
-        return 2
     try:
+        check_values(SweepOptions, {"limit": args.limit}, "python -m engine.evaluation")
         if args.only:
             return _reproduce(args)
         if args.check:

@@ -78,7 +78,7 @@ from engine import defences as dfn
 from engine.attacks import REGISTRY as ATTACKS
 from engine.datasets import SPLITS
 from engine.errors import ParamError
-from engine.evaluation.keys import format_member, format_value
+from engine.evaluation.keys import format_key, format_member, format_value
 from engine.params import (
     Param,
     as_dict,
@@ -385,7 +385,7 @@ def _attacks(entries: Any, seed: int, where: str) -> tuple[AttackSetting, ...]:
             try:
                 setting.params_at(e)
             except ParamError as exc:
-                raise ParamError(f"{owner}, eps={_fmt(e)}: {exc}") from None
+                raise ParamError(f"{owner}, eps={format_value(e)}: {exc}") from None
         out.append(setting)
     return tuple(out)
 
@@ -432,8 +432,8 @@ def _defences(singles: Any, chains: Any, where: str) -> tuple[DefenceSetting, ..
             try:
                 defence = dfn.make_defence(defence_id, values)
             except ParamError as exc:
-                raise ParamError(f"{owner}, {_key(defence_id, values)}: {exc}") from None
-            out.append(DefenceSetting(_key(defence_id, values), defence))
+                raise ParamError(f"{owner}, {format_member(defence_id, values)}: {exc}") from None
+            out.append(DefenceSetting(format_member(defence_id, values), defence))
     for i, entry in enumerate(chains):
         owner = f"{where}: chains[{i}]"
         if not isinstance(entry, dict) or set(entry) != {"members"}:
@@ -441,16 +441,15 @@ def _defences(singles: Any, chains: Any, where: str) -> tuple[DefenceSetting, ..
         members = entry["members"]
         if not isinstance(members, list) or not members:
             raise ParamError(f"{owner}: 'members' must be a non-empty list of {{id, params}}.")
-        keys = []
         for j, m in enumerate(members):
             if not isinstance(m, dict) or "id" not in m:
                 raise ParamError(f"{owner}: member {j} must be a table {{id, params}}; got {m!r}.")
-            keys.append(_key(m["id"], m.get("params") or {}))
         try:
             chain = dfn.from_spec(members)
         except ParamError as exc:
             raise ParamError(f"{owner}: {exc}") from None
-        out.append(DefenceSetting("+".join(keys), chain))
+        key = format_key((m["id"], m.get("params") or {}) for m in members)
+        out.append(DefenceSetting(key, chain))
     if not out:
         raise ParamError(f"{where}: needs at least one [[defences]] or [[chains]] entry.")
     seen: set[str] = set()
@@ -487,16 +486,6 @@ def _expand(entry: dict[str, Any], owner: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _key(defence_id: Any, values: Mapping[str, Any]) -> str:
-    """``id`` or ``id:k=v,...`` with the parameters in the spec's order (the key grammar)."""
-    return format_member(defence_id, values)
-
-
-def _fmt(v: Any) -> str:
-    """A number or flag as a key writes it (also used in this module's messages)."""
-    return format_value(v)
-
-
 def _no_unknown(table: Mapping[str, Any], known: tuple[str, ...], owner: str) -> None:
     unknown = sorted(set(table) - set(known))
     if unknown:
@@ -514,5 +503,7 @@ def _num(value: Any, name: str, owner: str, *, low: float, open_low: bool = Fals
     )
     if not ok:
         rel = ">" if open_low else ">="
-        raise ParamError(f"{owner}: '{name}' must be a number {rel} {_fmt(low)}; got {value!r}.")
+        raise ParamError(
+            f"{owner}: '{name}' must be a number {rel} {format_value(low)}; got {value!r}."
+        )
     return float(value)
