@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import charts, views
+from app import charts, labels, views
 from engine import datasets, threat
+from engine.evaluation import query
 from ui import common, widgets
 
 entry = common.current()
@@ -51,19 +52,21 @@ if index is None:
     )
     st.stop()
 
-if not views.attacked(df):
+if not query.attacked(df):
     st.info(widgets.NO_ATTACKED_ROWS)
     st.stop()
 c1, c2, c3 = st.columns(3)
 what = c1.radio("Sweep", ["ε (attack strength)", "a defence parameter"], key="ex_what")
-attack = c2.selectbox("Attack", views.attacked(df), format_func=views.attack_title, key="ex_attack")
+attack = c2.selectbox(
+    "Attack", query.attacked(df), format_func=labels.attack_title, key="ex_attack"
+)
 metric_ids = [
     m
     for m in ("accuracy", "macro_recall", "fooling_rate", "sensitivity", "npv", "fnr")
     if m in df.columns and df[m].notna().any()
 ]
 metric = c3.selectbox(
-    "Metric", metric_ids, format_func=lambda m: views.METRICS[m].label, key="ex_metric"
+    "Metric", metric_ids, format_func=lambda m: labels.METRICS[m].label, key="ex_metric"
 )
 n = st.slider(
     "Test images (N): more is slower and less noisy",
@@ -78,14 +81,14 @@ positive = list(getattr(entry.meta, "positive_indices", []) or [])
 
 if what.startswith("ε"):
     family, params = widgets.defence_picker(df, key="ex_def")
-    row, note = views.nearest_setting(
+    row, note = query.nearest_setting(
         df, attack=attack, eps=0, defence_family=family, params=params
     )
     if note:
         st.info(f"Nearest precomputed setting: {note}.")
     key_ = row["defence_key"]
     spec = row["defence_params"]
-    eps_values = views.eps_values(df, attack, key_)
+    eps_values = query.eps_values(df, attack, key_)
     fig = charts.metric_vs_eps(df, metric=metric, attack=attack, defence_keys=[key_])
     x_name = "eps"
     defences_arg = [spec]

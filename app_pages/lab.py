@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import catalog, charts, views
+from app import catalog, charts, labels, views
 from engine import attacks, datasets, defences, threat
 from engine.errors import EngineError
+from engine.evaluation import query
 from engine.images import ALLOWED_FORMATS, decode_image, encode_png, wipe
+from engine.params import declaration
 from ui import common, widgets
 
 entry = common.current()
@@ -161,12 +163,10 @@ def pick_attack() -> tuple[str, dict[str, Any]]:
     )
     info = attacks.REGISTRY[attack]
     params: dict[str, Any] = {
-        "eps": st.select_slider(
-            "ε: largest change per pixel (0–255 levels)",
-            widgets.LAB_EPS,
-            value=8.0,
+        "eps": widgets.param_widget(
+            declaration(info.params_cls, "eps"),
             key="lab_eps",
-            format_func=lambda e: f"{e:g}",
+            label="ε: largest change per pixel (0–255 levels)",
             help="Fine steps at the low end: ε = 1 is one grey level (0.4 %), ε = 8 is about 3 %.",
         )
     }
@@ -246,12 +246,12 @@ def recap_context(res: Any) -> None:
     if loaded is None:
         return
     df = loaded[0]
-    if res.attack not in views.attacked(df):
+    if res.attack not in query.attacked(df):
         st.caption(f"No precomputed curve for {res.attack_title} on this model.")
         return
     key, note = views.setting_for(df, res.defence_spec or None, attack=res.attack)
     st.subheader("How often does this work across the test set?")
-    keys = [views.NO_DEFENCE] + ([key] if key and key != views.NO_DEFENCE else [])
+    keys = [query.NO_DEFENCE] + ([key] if key and key != query.NO_DEFENCE else [])
     eps = float(res.attack_params.get("eps", 0))
     fig = charts.metric_vs_eps(df, metric="accuracy", attack=res.attack, defence_keys=keys)
     fig.add_vline(
@@ -264,8 +264,8 @@ def recap_context(res: Any) -> None:
     with c1:
         widgets.chart(fig, key="lab_recap_chart", filename=f"{entry.key}_{res.attack}_lab")
     with c2:
-        used, eps_note = views.resolve_eps(df, res.attack, eps, views.NO_DEFENCE)
-        plain = views.find_row(df, res.attack, used, views.NO_DEFENCE)
+        used, eps_note = query.resolve_eps(df, res.attack, eps, query.NO_DEFENCE)
+        plain = query.find_row(df, res.attack, used, query.NO_DEFENCE)
         lines = []
         if plain is not None:
             lines.append(
@@ -275,10 +275,10 @@ def recap_context(res: Any) -> None:
             )
         if key is None:
             lines.append(f"No curve for this defence: {note}.")
-        elif key != views.NO_DEFENCE:
-            row = views.find_row(df, res.attack, used, key)
+        elif key != query.NO_DEFENCE:
+            row = query.find_row(df, res.attack, used, key)
             if row is not None:
-                lines.append(f"With **{views.setting_label(key)}**: **{row['accuracy']:.0%}**.")
+                lines.append(f"With **{labels.setting_label(key)}**: **{row['accuracy']:.0%}**.")
             if note:
                 lines.append(f"(Nearest precomputed setting: {note}.)")
         if eps_note:

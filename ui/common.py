@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from app import catalog
+from app.worker import ModelWorker
 from engine import datasets, threat
 from engine.bundle import BACKBONE_INFO
 from engine.errors import EngineError
@@ -173,7 +174,9 @@ def per_image(entry: catalog.Entry) -> pd.DataFrame | None:
     """The entry's per-image table (cached), or ``None``."""
     if entry.results_dir is None:
         return None
-    path = entry.results_dir / "per_image.csv"
+    from engine.evaluation.results import per_image_file
+
+    path = per_image_file(entry.results_dir)
     if not path.is_file():
         return None
     return _load_per_image(str(path), _stamp(path))
@@ -211,10 +214,8 @@ def test_split(dataset_id: str) -> datasets.SplitIndex | None:
 
 # --------------------------------------------------------------------------- worker
 @st.cache_resource(show_spinner=False)
-def worker() -> Any:
+def worker() -> ModelWorker:
     """The model worker shared by every session (it owns TensorFlow)."""
-    from app.worker import ModelWorker
-
     return ModelWorker()
 
 

@@ -12,13 +12,16 @@ import multiprocessing.spawn
 import os
 import signal
 import sys
+import threading
 import time
 import types
 
 import numpy as np
 import pytest
 
-from app.worker import ModelWorker, _no_main_script
+from app.worker import ModelWorker
+from app.worker.process import no_main_script
+from engine import defences as dfn
 from engine import lab
 from engine.errors import ImageError, ModelError, ParamError
 
@@ -116,9 +119,18 @@ def test_engine_errors_keep_class_and_message(worker, bundle, image):
         worker.load(bundle.parent / "missing")
 
 
+class BogusDefence(dfn.Defence):
+    """A defence that fails with a non-engine error (the child imports it from this module)."""
+
+    TITLE = "Bogus"
+
+    def _filter(self, img: np.ndarray) -> np.ndarray:
+        raise TypeError("bogus defence")
+
+
 def test_other_errors_become_model_errors(worker, bundle, image):
     with pytest.raises(ModelError, match=r"The model worker failed: TypeError: .*bogus") as err:
-        worker.lab(bundle, image, bogus=1)
+        worker.lab(bundle, image, defence=BogusDefence())
     assert "TypeError" in err.value.worker_traceback
     assert worker.ping()["pid"] == worker.pid  # the child survived
 
@@ -153,6 +165,71 @@ def test_a_raising_callback_cancels_the_sweep(worker, bundle):
             bundle, x, [0, 1], attack="fgsm", eps_values=[1, 2, 3], defences=[None], progress=stop
         )
     assert worker.ping()["pid"] == pid  # same child, and the pipe is in step
+
+
+def test_a_sweep_of_several_batches_matches_in_process(worker, bundle, local):
+    """70 images and two budgets: four batch requests, merged into the same rows."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (70, SIZE, SIZE, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 70)
+    settings = {"attack": "fgsm", "eps_values": [0, 4], "defences": [None, "median"]}
+    calls = []
+    remote = worker.mini_sweep(
+        bundle, list(x), y, positive=[2], progress=lambda *a: calls.append(a), **settings
+    )
+    here = lab.run_mini_sweep(local.model, CLASSES, x, y, positive=[2], **settings)
+    assert [c[0] for c in calls] == list(range(1, 2 * 7 + 1))
+    assert len(remote) == len(here) == 4
+    for r, h in zip(remote, here, strict=True):
+        assert r.keys() == h.keys() and r["n_images"] == 70
+        assert r["defence_key"] == h["defence_key"] and r["eps"] == h["eps"]
+        # Different thread counts may change float summation order: allow one image.
+        assert abs(r["accuracy"] - h["accuracy"]) <= 1 / 70
+        assert r["mean_confidence"] == pytest.approx(h["mean_confidence"], abs=1e-3)
+
+
+def _timed(fn, *args, **kwargs) -> float:
+    t = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t
+
+
+def test_a_lab_click_waits_for_one_sweep_batch_not_the_whole_sweep(worker, bundle, image):
+    """Another session's 64-image sweep runs in a thread; the click is served between batches."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (64, SIZE, SIZE, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 64)
+    sweep = {"attack": "pgd", "attack_params": {"steps": 10}, "defences": [None, "median"]}
+    click = {"attack": "fgsm", "attack_params": {"eps": 4}}
+    worker.mini_sweep(bundle, x, y, eps_values=[2], **sweep)  # warm-up
+    batch_s = _timed(worker.mini_sweep, bundle, x, y, eps_values=[2], **sweep)  # one batch
+    lab_s = _timed(worker.lab, bundle, image, **click)
+    started, finished = threading.Event(), []
+
+    def other_session() -> None:
+        worker.mini_sweep(
+            bundle,
+            x,
+            y,
+            eps_values=[1, 2, 3, 4, 5, 6, 7, 8],
+            progress=lambda *a: started.set(),
+            **sweep,
+        )
+        finished.append(time.perf_counter())
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    try:
+        assert started.wait(60)  # the sweep's first batch is running
+        t0 = time.perf_counter()
+        res = worker.lab(bundle, image, **click)
+        answered = time.perf_counter()
+    finally:
+        thread.join(120)
+    assert finished and res.linf <= 4
+    assert answered < finished[0]  # answered while the sweep still ran
+    # At most the batch running when the click came, then the click itself.
+    assert answered - t0 < 3 * (batch_s + lab_s)
 
 
 def test_a_changed_bundle_is_reloaded(worker, tmp_path):
@@ -207,7 +284,7 @@ def test_spawn_does_not_rerun_the_main_script(monkeypatch, tmp_path):
     page = types.ModuleType("__main__")
     page.__file__ = str(tmp_path / "page.py")
     monkeypatch.setitem(sys.modules, "__main__", page)
-    with _no_main_script():
+    with no_main_script():
         data = multiprocessing.spawn.get_preparation_data("worker")
     assert "init_main_from_path" not in data and "init_main_from_name" not in data
     assert sys.modules["__main__"] is page

@@ -18,14 +18,18 @@ from engine import defences as dfn
 from engine.errors import ImageError, ParamError
 from engine.images import resize_image
 from engine.lab import (
+    IMAGES_PER_BATCH,
     LABEL_FROM_MODEL,
     LABEL_TRUE,
     THREAT_CLEAN,
     THREAT_TRANSFER,
     LabResult,
     Prediction,
+    combine_mini_sweep,
+    plan_mini_sweep,
     run_lab,
     run_mini_sweep,
+    run_sweep_batch,
 )
 
 SIZE = 32
@@ -278,6 +282,115 @@ def test_mini_sweep_bad_inputs(model, batch, kwargs, match):
         run_mini_sweep(model, CLASSES, x, args.pop("labels"), **args)
 
 
+# --------------------------------------------------------------------------- sweep batches
+
+
+def test_plan_cuts_images_at_the_engine_batch_and_one_budget_per_batch():
+    plan = plan_mini_sweep(150, [0, 2, 4], [None, "median"])
+    assert [(b.start, b.stop) for b in plan] == [(0, 64)] * 3 + [(64, 128)] * 3 + [(128, 150)] * 3
+    assert [b.eps_index for b in plan] == [(0,), (1,), (2,)] * 3
+    assert [b.clean for b in plan] == [True, False, False] * 3
+    total = 3 * (1 + 3 * (1 + 2))
+    assert {b.total for b in plan} == {total} and {b.n_images for b in plan} == {150}
+    units = [int(b.clean) + 3 for b in plan]
+    assert [b.done_before for b in plan] == [sum(units[:i]) for i in range(len(plan))]
+    assert len(plan_mini_sweep(5, [1], [None])) == 1
+    with pytest.raises(ParamError, match="n_images must be a positive integer"):
+        plan_mini_sweep(0, [1], [None])
+    with pytest.raises(ParamError, match="eps_values must hold at least one budget"):
+        plan_mini_sweep(5, [], [None])
+
+
+def test_images_per_batch_is_where_the_engine_splits():
+    import inspect
+
+    from engine.attacks import run_attack
+    from engine.gradients import MAX_BATCH, predict
+
+    assert IMAGES_PER_BATCH == MAX_BATCH
+    for fn in (run_attack, predict):
+        assert inspect.signature(fn).parameters["batch_size"].default == IMAGES_PER_BATCH
+
+
+def _unbatched(model, x, y, attack, eps_values, defences, attack_params, positive):
+    """The sweep's metrics computed in one pass over all images, the reference."""
+    from engine import metrics
+    from engine.attacks import run_attack
+    from engine.gradients import predict
+
+    clean = predict(model, x)
+    out = []
+    for e in eps_values:
+        adv = (
+            x
+            if math.floor(e) == 0
+            else run_attack(attack, model, x, y, {**attack_params, "eps": e})
+        )
+        for d in defences:
+            d = dfn.from_spec(d) if d is not None else dfn.Identity()
+            probs = predict(model, d(adv))
+            pred = clean.argmax(axis=1)
+            out.append(metrics.summarize(y, probs, n_classes=3, positive=positive, pred_clean=pred))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("attack", "attack_params"),
+    [("fgsm", {}), ("pgd", {"steps": 2, "random_start": True, "seed": 3})],
+)
+def test_batched_sweep_equals_one_pass_over_every_image(model, attack, attack_params):
+    """70 images: two groups of images, one batch per budget, the same numbers exactly."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (70, SIZE, SIZE, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 70)
+    settings = {
+        "attack": attack,
+        "eps_values": [0, 3, 8],
+        "defences": [None, "median"],
+        "attack_params": attack_params,
+    }
+    calls = []
+    rows = run_mini_sweep(
+        model, CLASSES, x, y, positive=[2], progress=lambda *a: calls.append(a), **settings
+    )
+    ref = _unbatched(model, x, y, positive=[2], **settings)
+    assert len(rows) == len(ref) == 6
+    for row, want in zip(rows, ref, strict=True):
+        assert row["n_images"] == 70
+        assert {k: row[k] for k in want} == want  # exactly equal, NaNs aside
+    total = 2 * (1 + 3 * 3)
+    assert [c[0] for c in calls] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
+    assert "(images 65-70)" in calls[-1][2]
+    plan = plan_mini_sweep(70, settings["eps_values"], settings["defences"])
+    parts = [
+        run_sweep_batch(model, CLASSES, x[b.start : b.stop], y[b.start : b.stop], b, **settings)
+        for b in reversed(plan)  # the order the parts come back in does not matter
+    ]
+    again = combine_mini_sweep(parts, y, positive=[2])
+    for a, b in zip(again, rows, strict=True):
+        assert a.keys() == b.keys()
+        assert {k: v for k, v in a.items() if not k.endswith("_seconds")} == {
+            k: v for k, v in b.items() if not k.endswith("_seconds")
+        }
+
+
+def test_combine_refuses_parts_that_do_not_cover_the_sweep(model, batch):
+    x, y = batch
+    settings = {"attack": "fgsm", "eps_values": [2, 4], "defences": [None]}
+    plan = plan_mini_sweep(len(x), settings["eps_values"], settings["defences"])
+    parts = [run_sweep_batch(model, CLASSES, x, y, b, **settings) for b in plan]
+    assert len(combine_mini_sweep(parts, y)) == 2
+    for bad in (parts[:1], parts[1:], [*parts, parts[1]]):
+        with pytest.raises(ParamError, match="do not cover its 6 images"):
+            combine_mini_sweep(bad, y)
+    with pytest.raises(ParamError, match="needs the parts of every batch"):
+        combine_mini_sweep([], y)
+    with pytest.raises(ParamError, match="batch covers images 0-5"):
+        run_sweep_batch(model, CLASSES, x[:3], y[:3], plan[0], **settings)
+    with pytest.raises(ParamError, match="FGSM: 'eps' must be"):  # every budget is checked
+        run_sweep_batch(model, CLASSES, x, y, plan[0], **{**settings, "eps_values": [2, -1]})
+
+
 def test_threat_labels_are_the_projects():
     from engine import evaluation as recap
 
@@ -287,7 +400,7 @@ def test_threat_labels_are_the_projects():
 
 def test_importing_lab_and_worker_does_not_import_tensorflow():
     code = (
-        "import sys, engine.lab, app.worker; "
+        "import sys, engine.lab, app.worker, app.worker.server; "
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "assert not bad, bad"
     )

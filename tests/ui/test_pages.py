@@ -337,7 +337,7 @@ def clean_only_results(tmp_path, monkeypatch) -> Path:
     manifest = json.loads((SHIPPED / "manifest.json").read_text())
     manifest["status"] = "partial"
     (out / "manifest.json").write_text(json.dumps(manifest))
-    for name in ("results.csv", "per_image.csv"):
+    for name in ("results.csv", "per_image.csv.gz"):
         table = pd.read_csv(SHIPPED / name)
         table[(table["attack"] == "fgsm") | (table["eps"] == 0)].to_csv(out / name, index=False)
     monkeypatch.setattr(catalog, "results_roots", lambda: [tmp_path / "results"])
@@ -359,7 +359,7 @@ def test_partial_sweep_offers_only_attacked_budgets(clean_only_results):
 
 
 def test_partial_sweep_without_attacked_rows(clean_only_results):
-    for name in ("results.csv", "per_image.csv"):
+    for name in ("results.csv", "per_image.csv.gz"):
         table = pd.read_csv(clean_only_results / name)
         table[table["eps"] == 0].to_csv(clean_only_results / name, index=False)
     for page in (

@@ -1,43 +1,19 @@
-"""The "Live lab" and the "Explorer" mini sweep: attack one image, or a few, and defend them.
+"""The Live lab: attack one image, defend it, and show what the model sees at each stage.
 
 :func:`run_lab` takes one image of any size, resizes it to the model's input,
 crafts an adversarial version with a registered attack (through
 :func:`engine.attacks.run_attack`, which enforces the budget), passes it
-through a defence and reports the three predictions, the perturbation (raw and
-amplified for display), its size and the image similarity, with timings.
-:func:`run_mini_sweep` does the same for a small batch over several budgets and
-defences and returns one metrics row per (eps, defence) cell.
-
-Threat model
-------------
-Attacks are crafted on the **undefended** model and then tested through the
-defence (the transfer, "grey-box" setting): see :data:`engine.threat.THREAT_TRANSFER`. This
-overstates what a defence achieves against an attacker who knows it is there
-(Athalye, Carlini & Wagner 2018); see :mod:`engine.defences`.
-
-Importing this module is cheap: it never imports TensorFlow or Keras at import
-time (the dashboard runs the functions in a separate model worker process,
-:mod:`app.worker`, and only needs the result types here). TensorFlow loads
-when a function runs.
-
-Pixels follow the engine convention (see :mod:`engine`): RGB ``uint8`` 0-255,
-``eps`` in the same units.
-
-Example
--------
->>> from engine.models import load_bundle                          # doctest: +SKIP
->>> bundle = load_bundle("assets/models/chest_xray__mobilenet_v3_large")  # doctest: +SKIP
->>> res = run_lab(bundle.model, bundle.meta.classes, image, attack="pgd",
-...               attack_params={"eps": 4}, defence="nlm+bilateral+guided")  # doctest: +SKIP
->>> res.flipped, res.restored, res.linf <= 4                       # doctest: +SKIP
-(True, True, True)
+through a defence and reports the three predictions (:class:`Prediction`), the
+perturbation (raw and amplified for display), its size and the image
+similarity, with timings (:class:`LabResult`). See :mod:`engine.lab` for the
+threat model.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +21,18 @@ import numpy as np
 
 from engine import defences as dfn
 from engine import metrics
-from engine.errors import ImageError, ModelError, ParamError
+from engine.errors import ParamError
 from engine.images import resize_image
+from engine.lab.inputs import (
+    DefenceLike,
+    as_defence,
+    attack_info,
+    attack_values,
+    check_classes,
+    check_image,
+    check_label,
+    input_hw,
+)
 from engine.params import as_dict, build
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
@@ -56,15 +42,11 @@ if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
 __all__ = [
     "LABEL_FROM_MODEL",
     "LABEL_TRUE",
-    "THREAT_CLEAN",
-    "THREAT_TRANSFER",
+    "MAX_GAIN",
     "TOP_K",
-    "DefenceLike",
     "LabResult",
     "Prediction",
-    "ProgressFn",
     "run_lab",
-    "run_mini_sweep",
 ]
 
 #: ``label_source`` when the caller gave the true class.
@@ -75,13 +57,6 @@ LABEL_FROM_MODEL = "model's clean prediction"
 TOP_K = 5
 #: Largest gain accepted for the perturbation view.
 MAX_GAIN = 255.0
-
-#: ``progress(done, total, message)``, called after each unit of work.
-ProgressFn = Callable[[int, int, str], None]
-#: What a defence argument accepts: ``None`` (no defence), a registry id string
-#: (``"nlm"``, ``"nlm+bilateral+guided"``), a spec from :func:`engine.defences.to_spec`
-#: (dict, or list of dicts for a chain) or a :class:`engine.defences.Defence`.
-DefenceLike = dfn.Defence | str | Mapping[str, Any] | Sequence[Any] | None
 
 
 # --------------------------------------------------------------------------- result types
@@ -226,97 +201,6 @@ class LabResult:
     original_size: tuple[int, int] = (0, 0)
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _input_hw(comp: Any) -> tuple[int, int]:
-    h, w = comp.input_shape[0], comp.input_shape[1]
-    if h is None or w is None:
-        raise ModelError(
-            "The lab needs a model with a fixed input size; this one accepts any size "
-            f"({comp.input_shape})."
-        )
-    return int(h), int(w)
-
-
-def _check_classes(classes: Sequence[str], k: int) -> list[str]:
-    if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise ParamError(f"classes must be a list of {k} class names; got {classes!r}.")
-    names = [str(c) for c in classes]
-    if len(names) != k:
-        raise ParamError(
-            f"classes must name the model's {k} outputs; got {len(names)} names ({names})."
-        )
-    return names
-
-
-def _check_label(label: Any, k: int) -> int | None:
-    if label is None:
-        return None
-    if isinstance(label, bool) or not isinstance(label, int | np.integer):
-        raise ParamError(f"label must be a class index in [0, {k - 1}] or None; got {label!r}.")
-    if not 0 <= int(label) < k:
-        raise ParamError(f"label must be a class index in [0, {k - 1}] or None; got {label}.")
-    return int(label)
-
-
-def _attack_info(attack: Any) -> Any:
-    from engine.attacks import REGISTRY
-
-    info = REGISTRY.get(attack) if isinstance(attack, str) else None
-    if info is None:
-        raise ParamError(f"Unknown attack {attack!r}; known: {', '.join(REGISTRY)}.")
-    return info
-
-
-def _attack_values(info: Any, attack_params: Any) -> dict[str, Any]:
-    if attack_params is None:
-        return {}
-    if isinstance(attack_params, info.params_cls):
-        return as_dict(attack_params)
-    if isinstance(attack_params, Mapping):
-        return dict(attack_params)
-    raise ParamError(
-        f"{info.title}: attack_params must be a dict of parameters; "
-        f"got {type(attack_params).__name__}."
-    )
-
-
-def _defence(defence: DefenceLike) -> dfn.Defence:
-    if defence is None:
-        return dfn.Identity()
-    if isinstance(defence, dfn.Defence):
-        return defence
-    return dfn.from_spec(defence)
-
-
-def _check_image(image: Any, name: str = "image") -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise ImageError(
-            f"{name} must be a numpy uint8 RGB array (H, W, 3) in 0-255; "
-            f"got {type(image).__name__} (decode uploads with engine.images.decode_image)."
-        )
-    if image.dtype != np.uint8:
-        raise ImageError(
-            f"{name} must hold uint8 pixels in 0-255; got dtype {image.dtype} "
-            "(decode uploads with engine.images.decode_image)."
-        )
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
-        raise ImageError(
-            f"{name} must be one image shaped (H, W, 3), (H, W) or (H, W, 1); "
-            f"got shape {image.shape}."
-        )
-    return image
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
-
-
-def _eps_text(eps: float) -> str:
-    return f"{eps:g}"
-
-
 # --------------------------------------------------------------------------- display helpers
 
 
@@ -348,6 +232,10 @@ def _similarity(ref: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     except ParamError:  # smaller than the SSIM window: undefined, not an error
         s = math.nan
     return p, s
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
 
 
 # --------------------------------------------------------------------------- live lab
@@ -414,10 +302,10 @@ def run_lab(
     from engine.gradients import compiled
 
     # Validate everything cheap before any model work.
-    info = _attack_info(attack)
-    params = build(info.params_cls, _attack_values(info, attack_params), owner=info.title)
-    defence_obj = _defence(defence)
-    image = _check_image(image)
+    info = attack_info(attack)
+    params: Any = build(info.params_cls, attack_values(info, attack_params), owner=info.title)
+    defence_obj = as_defence(defence)
+    image = check_image(image)
     if gain is not None and (
         isinstance(gain, bool)
         or not isinstance(gain, int | float)
@@ -427,9 +315,9 @@ def run_lab(
         raise ParamError(f"gain must be a number in [1, {MAX_GAIN:g}]; got {gain!r}.")
     comp = compiled(model)
     k = comp.num_classes
-    names = _check_classes(classes, k)
-    true_label = _check_label(label, k)
-    h, w = _input_hw(comp)
+    names = check_classes(classes, k)
+    true_label = check_label(label, k)
+    h, w = input_hw(comp)
     no_defence = isinstance(defence_obj, dfn.Identity)
 
     t = time.perf_counter()
@@ -520,180 +408,3 @@ def run_lab(
         classes=names,
         original_size=(int(image.shape[0]), int(image.shape[1])),
     )
-
-
-# --------------------------------------------------------------------------- mini sweep
-
-
-def _batch(images: Any, h: int, w: int) -> np.ndarray:
-    """A (N, h, w, 3) uint8 batch from an array or a list of images of any size."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        if images.dtype != np.uint8:
-            raise ImageError(f"images must hold uint8 pixels in 0-255; got dtype {images.dtype}.")
-        if images.shape[1:] == (h, w, 3):
-            return images
-        items: Sequence[Any] = list(images)
-    elif isinstance(images, Sequence) and not isinstance(images, str | bytes):
-        items = images
-    else:
-        raise ImageError(
-            "images must be a uint8 batch (N, H, W, 3) or a list of uint8 images; "
-            f"got {type(images).__name__}"
-            + (f" of shape {images.shape}" if isinstance(images, np.ndarray) else "")
-            + "."
-        )
-    if len(items) == 0:
-        raise ParamError("images must hold at least one image; got none.")
-    return np.stack(
-        [resize_image(_check_image(im, f"images[{i}]"), (h, w)) for i, im in enumerate(items)]
-    )
-
-
-def _eps_values(eps_values: Any) -> list[float]:
-    if isinstance(eps_values, str) or not isinstance(eps_values, Sequence | np.ndarray):
-        raise ParamError(f"eps_values must be a list of budgets (0-255 units); got {eps_values!r}.")
-    values = list(eps_values)
-    if not values:
-        raise ParamError("eps_values must hold at least one budget; got [].")
-    return values
-
-
-def run_mini_sweep(
-    model: keras.Model,
-    classes: Sequence[str],
-    images: np.ndarray | Sequence[np.ndarray],
-    labels: Sequence[int] | np.ndarray,
-    *,
-    attack: str,
-    eps_values: Sequence[float],
-    defences: Sequence[DefenceLike],
-    attack_params: Mapping[str, Any] | None = None,
-    positive: Sequence[int] | None = None,
-    progress: ProgressFn | None = None,
-) -> list[dict[str, Any]]:
-    """Accuracy and friends over a small batch, for every (eps, defence) pair.
-
-    For each budget the adversarial images are crafted once, on the
-    undefended model (:data:`THREAT_TRANSFER`), then every defence is applied
-    to them and evaluated with :func:`engine.metrics.summarize`. A budget
-    below one grey level leaves the images unchanged (no attack is run).
-
-    Parameters
-    ----------
-    model : keras.Model
-        A loaded classifier with a fixed input size. Never mutated.
-    classes : sequence of str
-        Class names, one per model output.
-    images : np.ndarray or sequence of np.ndarray
-        A uint8 batch ``(N, H, W, 3)``, or a list of uint8 images of any
-        size; images not at the model's input size are resized.
-    labels : array-like of int, shape (N,)
-        True classes.
-    attack : str
-        A key of ``engine.attacks.REGISTRY``.
-    eps_values : sequence of float
-        Budgets in 0-255 units, evaluated in the order given.
-    defences : sequence of defence specs
-        Each ``None`` (no defence) or anything :func:`engine.defences.from_spec`
-        accepts, or a :class:`engine.defences.Defence`.
-    attack_params : dict, optional
-        Other attack parameters (``"eps"`` is overridden by each budget).
-    positive : sequence of int, optional
-        "Sick" class indices, for the patient-view metrics (sensitivity,
-        specificity, NPV, PPV, FNR); without it those are ``NaN``.
-    progress : callable, optional
-        ``progress(done, total, message)`` after each unit of work (the clean
-        pass, each attack, each defence evaluated);
-        ``total = 1 + len(eps_values) * (1 + len(defences))``.
-
-    Returns
-    -------
-    list of dict
-        ``len(eps_values) * len(defences)`` rows, eps-major. Each holds
-        ``eps``, ``attack``, ``attack_title``, ``attack_params``,
-        ``defence_key`` (:func:`engine.defences.describe`, unique per
-        settings), ``defence_label`` (short title), ``defence_id``,
-        ``defence_spec``, ``threat_model``, ``clean_accuracy``,
-        ``attack_seconds``, ``eval_seconds`` and every key of
-        :func:`engine.metrics.summarize` (``n_images``, ``accuracy``,
-        ``macro_recall``, ``fooling_rate``, ``sensitivity``, ...).
-
-    Raises
-    ------
-    ImageError, ParamError, ModelError
-        As for :func:`run_lab`; everything is validated before any attack runs.
-    """
-    from engine.attacks import run_attack
-    from engine.gradients import compiled, predict
-
-    info = _attack_info(attack)
-    base = _attack_values(info, attack_params)
-    settings = [
-        build(info.params_cls, {**base, "eps": e}, owner=info.title)
-        for e in _eps_values(eps_values)
-    ]
-    if isinstance(defences, str | Mapping) or not isinstance(defences, Sequence):
-        raise ParamError(f"defences must be a list of defence specs; got {defences!r}.")
-    if not defences:
-        raise ParamError("defences must hold at least one defence (None for no defence); got [].")
-    defence_objs = [_defence(d) for d in defences]
-    comp = compiled(model)
-    k = comp.num_classes
-    _check_classes(classes, k)
-    h, w = _input_hw(comp)
-    x = _batch(images, h, w)
-    y = np.asarray(labels)
-    if y.ndim != 1 or len(y) != len(x):
-        raise ParamError(
-            f"labels must be one class index per image; got {y.shape} labels for {len(x)} images."
-        )
-    pos = list(positive) if positive is not None else []
-
-    total = 1 + len(settings) * (1 + len(defence_objs))
-    done = 0
-
-    def step(message: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total, message)
-
-    clean_probs = predict(model, x)
-    clean_pred = clean_probs.argmax(axis=1)
-    clean_summary = metrics.summarize(y, clean_probs, n_classes=k, positive=pos)
-    step(f"clean predictions on {len(x)} images")
-
-    rows: list[dict[str, Any]] = []
-    for p in settings:
-        eps_txt = _eps_text(p.eps)
-        t = time.perf_counter()
-        clean_budget = math.floor(p.eps) == 0
-        adv = x if clean_budget else run_attack(info.id, model, x, y, p)
-        attack_s = time.perf_counter() - t
-        step(f"eps={eps_txt}: {info.title} " + ("skipped (no change)" if clean_budget else "done"))
-        for d in defence_objs:
-            t = time.perf_counter()
-            if isinstance(d, dfn.Identity):
-                probs = clean_probs if clean_budget else predict(model, adv)
-            else:
-                probs = predict(model, d(adv))
-            summary = metrics.summarize(y, probs, n_classes=k, positive=pos, pred_clean=clean_pred)
-            rows.append(
-                {
-                    "eps": float(p.eps),
-                    "attack": info.id,
-                    "attack_title": info.title,
-                    "attack_params": as_dict(p),
-                    "defence_key": dfn.describe(d),
-                    "defence_label": d.TITLE,
-                    "defence_id": d.ID,
-                    "defence_spec": dfn.to_spec(d),
-                    "threat_model": THREAT_CLEAN if clean_budget else THREAT_TRANSFER,
-                    "clean_accuracy": clean_summary["accuracy"],
-                    "attack_seconds": round(attack_s, 4),
-                    "eval_seconds": round(time.perf_counter() - t, 4),
-                    **summary,
-                }
-            )
-            step(f"eps={eps_txt}: {d.TITLE} evaluated")
-    return rows
