@@ -20,7 +20,7 @@ import numpy as np
 
 from engine import datasets
 from engine.bundle import BACKBONE_INFO, BUNDLE_HISTORY, BundleMeta, read_meta
-from engine.errors import EngineError
+from engine.errors import EngineError, run_cli
 
 CARD = "card.md"
 
@@ -239,13 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.cards", description=__doc__.split("\n")[0])
     p.add_argument("bundles", nargs="+")
     args = p.parse_args(argv)
-    try:
+
+    def body() -> None:
         for b in args.bundles:
             print(write_card(b))
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ a message written for a non-expert. Callers (CLI, dashboard) catch
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class EngineError(Exception):
     """Base class for every user-facing error raised by the engine."""
@@ -27,3 +30,17 @@ class DatasetError(EngineError, FileNotFoundError):
 
 class ModelError(EngineError, RuntimeError):
     """A model or its weights could not be built, loaded or downloaded."""
+
+
+def run_cli(body: Callable[[], int | None]) -> int:
+    """Run a command-line tool's body and return its exit status.
+
+    An :class:`EngineError` (the user's mistake, not a bug) is printed as
+    ``error: MESSAGE`` on stderr and gives status 2; ``None`` from ``body``
+    means 0. Anything else propagates with its traceback.
+    """
+    try:
+        return body() or 0
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

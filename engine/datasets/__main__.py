@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from tqdm.auto import tqdm
@@ -22,7 +22,7 @@ from engine.datasets.index import class_counts
 from engine.datasets.locate import CACHE_DIR, data_roots, find_dataset_dir
 from engine.datasets.registry import REGISTRY, get_dataset, load_splits
 from engine.datasets.spec import DatasetSpec
-from engine.errors import DatasetError, EngineError
+from engine.errors import DatasetError, EngineError, run_cli
 
 
 def _where(spec: DatasetSpec, root: str | None) -> str:
@@ -195,17 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--force", action="store_true", help="download again even if a verified copy exists"
     )
     args = parser.parse_args(argv)
-    try:
-        if args.command == "list":
-            cmd_list(args.root, args.seed)
-        elif args.command == "info":
-            cmd_info(args.id, args.root, args.seed)
-        else:
-            cmd_download(args.id, args.root, args.force)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    commands: dict[str, Callable[[], None]] = {
+        "list": lambda: cmd_list(args.root, args.seed),
+        "info": lambda: cmd_info(args.id, args.root, args.seed),
+        "download": lambda: cmd_download(args.id, args.root, args.force),
+    }
+    return run_cli(commands[args.command])
 
 
 if __name__ == "__main__":

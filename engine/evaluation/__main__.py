@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from engine.errors import EngineError, ParamError
+from engine.errors import ParamError, run_cli
 from engine.evaluation.spec import SweepOptions
 from engine.params import add_options, check_values
 
@@ -195,16 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def body() -> int:
         check_values(SweepOptions, {"limit": args.limit}, "python -m engine.evaluation")
         if args.only:
             return _reproduce(args)
-        if args.check:
-            return _check(args)
-        return _run(args, argv)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _check(args) if args.check else _run(args, argv)
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":
