@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.recap
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.worker_fairness
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -1,0 +1,1 @@
+"""Dashboard logic without Streamlit: labels, views, charts, reports, cards, catalog, worker."""

@@ -14,7 +14,6 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -156,6 +155,8 @@ def _ssim_one(x: np.ndarray, y: np.ndarray, r: float) -> float:
             f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
             f"(its Gaussian window); got {h}x{w}."
         )
+    import cv2  # lazily: importing the metrics (as the dashboard does) needs no OpenCV
+
     g = _gaussian_kernel()
     half = SSIM_WINDOW // 2
     c1 = (SSIM_K1 * r) ** 2

@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+#: What ``json.loads`` gives back.
+JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write_bytes`)."""

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from engine.datasets.index import SplitIndex, make_index
@@ -46,6 +45,8 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
+    import cv2  # lazily, like every OpenCV user the dashboard's process imports
+
     kind = int(rng.integers(0, 4))
     c1, c2 = _colour(rng), _colour(rng)
     if kind == 0:  # grainy flat colour
@@ -103,6 +104,8 @@ def render(seed: int, split: str, index: int) -> tuple[np.ndarray, int]:
     label : int
         Index into :data:`CLASSES` (``index % 4``).
     """
+    import cv2
+
     if split not in _SPLIT_CODE:
         raise ParamError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     for name, v in (("seed", seed), ("index", index)):

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 import engine
-from engine.fileio import atomic_write_bytes, atomic_write_text, json_default, read_json, to_json
+from engine.fileio import (
+    JSONValue,
+    atomic_write_bytes,
+    atomic_write_text,
+    json_default,
+    read_json,
+    to_json,
+)
 
 __all__ = [
     "CELLS",
@@ -61,10 +68,11 @@ def resolve_recorded(path: str) -> Path:
     return p if p.is_absolute() else PROJECT_ROOT / p
 
 
-def canonical(value: Any) -> Any:
+def canonical(value: Any) -> JSONValue:
     """``value`` as its JSON reads back: tuples as lists, NumPy scalars as numbers, so two
     settings compare equal when a results file cannot tell them apart."""
-    return json.loads(to_json(value))
+    out: JSONValue = json.loads(to_json(value))
+    return out
 
 
 def git_info() -> dict[str, Any]:
