@@ -40,6 +40,7 @@ import pandas as pd
 
 from app.labels import family_title, param_help, setting_label
 from engine import defences as dfn
+from engine.attacks import DEFAULT_ATTACK
 from engine.errors import ParamError
 from engine.evaluation import query
 from engine.evaluation.keys import CHAIN_SEP, NO_DEFENCE, Value, parse_defence_key
@@ -192,14 +193,14 @@ class Headline(TypedDict):
     threat_model: ThreatModels
 
 
-def headline(df: pd.DataFrame, *, attack: str = "fgsm", eps: float) -> Headline:
+def headline(df: pd.DataFrame, *, attack: str = DEFAULT_ATTACK, eps: float) -> Headline:
     """The numbers of the overview's headline for one attack and budget.
 
     Parameters
     ----------
     df : pandas.DataFrame
         A results table.
-    attack : str, default="fgsm"
+    attack : str, default=DEFAULT_ATTACK ("fgsm")
         Attack id.
     eps : float
         Budget, 0-255 units; mapped to the nearest precomputed one (``note``).
@@ -424,7 +425,7 @@ def demo_case(
     df: pd.DataFrame,
     per_image_df: pd.DataFrame | None,
     *,
-    attack: str = "fgsm",
+    attack: str = DEFAULT_ATTACK,
     eps: float = 8.0,
 ) -> DemoCase | None:
     """The best defence at ``eps`` and the images it restores, or ``None`` without defences."""

@@ -11,6 +11,8 @@ import streamlit as st
 from app import charts, labels, views
 from engine import datasets, threat
 from engine.evaluation import query
+from engine.lab import MiniSweepOptions
+from engine.params import declaration
 from ui import common, widgets
 
 entry = common.current()
@@ -68,14 +70,12 @@ metric_ids = [
 metric = c3.selectbox(
     "Metric", metric_ids, format_func=lambda m: labels.METRICS[m].label, key="ex_metric"
 )
-n = st.slider(
-    "Test images (N): more is slower and less noisy",
-    4,
-    128,
-    16,
-    4,
-    key="ex_n",
-    help="A seeded, stratified subset of the test split; the same N gives the same images.",
+n = int(
+    widgets.param_widget(
+        declaration(MiniSweepOptions, "n_images"),
+        key="ex_n",
+        label="Test images (N): more is slower and less noisy",
+    )
 )
 positive = list(getattr(entry.meta, "positive_indices", []) or [])
 

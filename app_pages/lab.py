@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import catalog, charts, labels, views
 from engine import attacks, datasets, defences, threat
+from engine.datasets.synthetic import SPLIT_SIZES as SYNTHETIC_SPLIT_SIZES
 from engine.errors import EngineError
 from engine.evaluation import query
 from engine.images import ALLOWED_FORMATS, decode_image, encode_png, wipe
@@ -140,7 +141,8 @@ def pick_image() -> tuple[np.ndarray | None, int | None, str]:
             key="lab_upload_label",
         )
         return image, truth, f"upload {up.name} ({image.shape[1]}×{image.shape[0]})"
-    n = st.number_input("Shape number", 0, 499, 0, key="lab_synth")
+    last = SYNTHETIC_SPLIT_SIZES["test"] - 1
+    n = st.number_input(f"Shape number (0–{last})", 0, last, 0, key="lab_synth")
     image, synth_label = datasets.render_synthetic(0, "test", int(n))
     same = entry.dataset_id == "synthetic"
     if not same:

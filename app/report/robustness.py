@@ -18,6 +18,7 @@ from plotly.basedatatypes import BaseFigure
 from app import charts, labels, views
 from app.report.html import build_report
 from app.report.section import ReportImage, ReportSection
+from engine.attacks import DEFAULT_ATTACK
 from engine.bundle import BundleMeta
 from engine.datasets import get_dataset
 from engine.errors import ParamError
@@ -154,7 +155,7 @@ def robustness_report(
     meta: BundleMeta,
     title: str,
     subtitle: str = "",
-    attack: str = "fgsm",
+    attack: str = DEFAULT_ATTACK,
     eps: float = 8.0,
     parts: Sequence[str] = tuple(REPORT_PARTS),
     example: LabResult | None = None,

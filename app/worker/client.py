@@ -29,6 +29,7 @@ from app.worker import protocol as msg
 from app.worker.process import Child, ChildDied, TimedOut, rss_mb
 from app.worker.scheduling import FairLock
 from app.worker.server import WorkerConfig
+from engine.attacks import DEFAULT_ATTACK
 from engine.errors import EngineError, ModelError, ParamError
 
 if TYPE_CHECKING:
@@ -332,7 +333,7 @@ class ModelWorker:
         image: np.ndarray,
         *,
         label: int | None = None,
-        attack: str = "fgsm",
+        attack: str = DEFAULT_ATTACK,
         attack_params: Mapping[str, Any] | Any | None = None,
         defence: DefenceLike = None,
         gain: float | None = None,

@@ -39,7 +39,7 @@ from engine.params import build
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
 
-__all__ = ["REGISTRY", "AttackInfo", "enforce_budget", "run_attack"]
+__all__ = ["DEFAULT_ATTACK", "REGISTRY", "AttackInfo", "enforce_budget", "run_attack"]
 
 _THREAT_MODEL = "white-box, crafted on the undefended model"
 
@@ -81,6 +81,9 @@ class AttackInfo:
     targeted: Literal["never", "optional", "always"]
     summary: str
 
+
+#: The attack a caller gets when it names none (the live lab, the headline, the report).
+DEFAULT_ATTACK = "fgsm"
 
 REGISTRY: dict[str, AttackInfo] = {
     "fgsm": AttackInfo(

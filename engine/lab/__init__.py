@@ -59,7 +59,7 @@ from engine.lab.live import (
     Prediction,
     run_lab,
 )
-from engine.lab.sweep import run_mini_sweep, run_sweep_batch
+from engine.lab.sweep import MiniSweepOptions, run_mini_sweep, run_sweep_batch
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "TOP_K",
     "DefenceLike",
     "LabResult",
+    "MiniSweepOptions",
     "Prediction",
     "ProgressFn",
     "SweepBatch",

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine import defences as dfn
 from engine import metrics
+from engine.attacks import DEFAULT_ATTACK
 from engine.errors import ParamError
 from engine.images import resize_image
 from engine.lab.inputs import (
@@ -247,7 +248,7 @@ def run_lab(
     image: np.ndarray,
     *,
     label: int | None = None,
-    attack: str = "fgsm",
+    attack: str = DEFAULT_ATTACK,
     attack_params: Mapping[str, Any] | Any | None = None,
     defence: DefenceLike = None,
     gain: float | None = None,
@@ -270,7 +271,7 @@ def run_lab(
         True class index. ``None``: untargeted attacks move away from the
         model's own clean prediction instead (recorded in
         :attr:`LabResult.label_source`).
-    attack : str, default="fgsm"
+    attack : str, default=DEFAULT_ATTACK ("fgsm")
         A key of ``engine.attacks.REGISTRY``.
     attack_params : dict or parameter dataclass, optional
         The attack's parameters (e.g. ``{"eps": 8}``); missing ones take their

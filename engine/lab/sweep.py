@@ -42,7 +42,7 @@ from engine.lab.inputs import (
     image_batch,
     input_hw,
 )
-from engine.params import as_dict, build
+from engine.params import as_dict, build, declared, param
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
 if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
@@ -51,6 +51,21 @@ if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
     from engine.attacks import AttackInfo
 
 __all__ = ["run_mini_sweep", "run_sweep_batch"]
+
+
+@declared
+@dataclass(frozen=True, kw_only=True)
+class MiniSweepOptions:
+    """The Explorer's own setting, declared once: how many test images a mini sweep uses."""
+
+    n_images: int = param(
+        16,
+        4,
+        128,
+        4,
+        "A seeded, stratified subset of the test split; the same N gives the same images. "
+        "More is slower and less noisy.",
+    )
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,15 @@ def test_explorer_renders():
     assert len(at.get("plotly_chart")) == 1
 
 
+def test_explorer_image_count_slider_reads_its_declaration(chest_data):
+    from engine.lab import MiniSweepOptions
+    from engine.params import declaration
+
+    p = declaration(MiniSweepOptions, "n_images")
+    slider = open_app("app_pages/explorer.py").slider(key="ex_n")
+    assert (slider.min, slider.max, slider.step, slider.value) == (p.low, p.high, p.step, p.default)
+
+
 def test_explorer_live_eps_sweep(chest_data):
     at = open_app("app_pages/explorer.py")
     at.slider(key="ex_n").set_value(4).run()
