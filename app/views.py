@@ -7,8 +7,10 @@ table questions (which attacks, budgets and settings exist, which row is
 nearest to a slider) are :mod:`engine.evaluation.query`; names and formats are
 :mod:`app.labels`. This module composes them into what a page shows: the
 headline numbers, what each defence costs on clean images and recovers under
-attack, the defence picker's options, the live sweeps aligned with a
-precomputed curve and the ready-made demo case.
+attack, the defence picker's options and the ready-made demo case; where
+a live defence sits on the precomputed grid (the live lab's setting, the
+Explorer's live sweep) is :mod:`app.grid`, whose two functions are
+re-exported here.
 :mod:`app.charts` draws the answers. Nothing here draws on TensorFlow, the
 models or OpenCV's filters: it runs on the tables alone.
 
@@ -31,19 +33,18 @@ On the shipped chest X-ray sweep::
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import pandas as pd
 
+from app.grid import DefenceSpec, live_param_settings, setting_for
 from app.labels import family_title, param_help, setting_label
-from engine import defences as dfn
 from engine.attacks import DEFAULT_ATTACK
 from engine.errors import ParamError
 from engine.evaluation import query
-from engine.evaluation.keys import CHAIN_SEP, NO_DEFENCE, Value, parse_defence_key
+from engine.evaluation.keys import NO_DEFENCE, parse_defence_key
 
 __all__ = [
     "DefenceFamily",
@@ -57,10 +58,6 @@ __all__ = [
     "settings_table",
     "tradeoff_table",
 ]
-
-#: A defence in :func:`engine.defences.to_spec` form (``None`` or ``[]``: no defence).
-DefenceSpec = dict[str, Any] | list[dict[str, Any]] | None
-
 
 # --------------------------------------------------------------------------- defence settings
 
@@ -340,60 +337,7 @@ def tradeoff_table(df: pd.DataFrame, *, attack: str, eps: float) -> pd.DataFrame
     return out
 
 
-# --------------------------------------------------------------------------- explorer
-
-
-def live_param_settings(
-    df: pd.DataFrame, *, family: str, param: str, midpoints: bool = False
-) -> list[tuple[Value, dict[str, Any]]]:
-    """Defence specs for a live sweep of one parameter, aligned with the precomputed curve.
-
-    Each precomputed value of ``param`` uses that setting's exact parameters
-    (the first such setting in table order). With ``midpoints``, a value
-    halfway between two neighbours is added (rounded for integer
-    parameters), built from the lower neighbour's setting with ``param``,
-    and any parameter tied to it (equal to it there, as NLM's ``h`` and
-    ``h_color``), replaced; values the defence's declaration rejects (an even
-    kernel size) are dropped.
-
-    Returns
-    -------
-    list of (value, spec)
-        Sorted by value; ``spec`` is what :func:`engine.defences.from_spec` takes.
-    """
-    query.check_param(df, family, param)
-    if CHAIN_SEP in family:
-        raise ParamError("Live parameter sweeps take a single defence, not a chain.")
-    varying = [k for k, v in query.family_params(df, family).items() if len(v) > 1]
-    by_value: dict[Value, dict[str, Any]] = {}
-    for key in query.family_keys(df, family):
-        spec = query.defence_spec(df, key)
-        if not isinstance(spec, dict):
-            raise ParamError(f"Defence setting {key!r} stores a chain, not a single defence.")
-        by_value.setdefault(parse_defence_key(key)[1][param], spec)
-    values = sorted(by_value)
-    out = [(v, by_value[v]) for v in values]
-    numbers = [v for v in values if isinstance(v, int | float)]
-    if midpoints and len(numbers) == len(values):
-        integer = all(float(v).is_integer() for v in numbers)
-        for lo, hi in itertools.pairwise(numbers):
-            mid = (lo + hi) / 2
-            mid = round(mid) if integer else round(mid, 3)
-            if mid in (lo, hi):
-                continue
-            base = by_value[lo]
-            params = dict(base["params"])
-            for name, value in base["params"].items():
-                if name == param or (value == lo and name in varying):
-                    params[name] = mid
-            spec = {"id": base["id"], "params": params}
-            try:
-                dfn.from_spec(spec)
-            except ParamError:
-                continue
-            out.append((mid, spec))
-        out.sort(key=lambda p: p[0])
-    return out
+# --------------------------------------------------------------------------- demo case
 
 
 @dataclass(frozen=True)
@@ -440,47 +384,3 @@ def demo_case(
         )
         restored = [int(i) for i in flips.loc[flips["restored"].eq(True), "image_index"]]
     return DemoCase(attack, h["eps"], h["best_key"], str(h["best_label"]), spec, restored)
-
-
-def setting_for(df: pd.DataFrame, spec: DefenceSpec, *, attack: str) -> tuple[str | None, str]:
-    """The precomputed defence setting that matches a live defence spec, and a note.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A results table.
-    spec : None, dict or list
-        A live defence in :func:`engine.defences.to_spec` form (``None`` or
-        ``[]`` for no defence).
-    attack : str
-        The attack whose rows are searched.
-
-    Returns
-    -------
-    key : str or None
-        The matching (or nearest) ``defence_key``; ``None`` when the grid has
-        nothing of this kind.
-    note : str
-        Empty for an exact match, else what differs.
-    """
-    members = [] if spec is None else (list(spec) if isinstance(spec, list) else [spec])
-    if not members:
-        return NO_DEFENCE, ""
-    fam = CHAIN_SEP.join(str(m.get("id")) for m in members)
-    if fam not in query.defence_families(df):
-        return None, f"{family_title(fam)} is not in the precomputed grid"
-    wanted = dfn.from_spec(members if len(members) > 1 else members[0])
-    fam_keys = query.family_keys(df, fam)
-    for key in fam_keys:
-        if dfn.from_spec(query.defence_spec(df, key)) == wanted:
-            return key, ""
-    if len(members) == 1:
-        row, note = query.nearest_setting(
-            df, attack=attack, eps=0, defence_family=fam, params=members[0].get("params")
-        )
-        return str(row["defence_key"]), note
-    key = fam_keys[0]
-    return (
-        key,
-        f"the precomputed {family_title(fam)} uses other parameters ({setting_label(key)})",
-    )

@@ -276,7 +276,7 @@ def recap_context(res: Any) -> None:
                 "a defence."
             )
         if key is None:
-            lines.append(f"No curve for this defence: {note}.")
+            lines.append(f"No precomputed curve for this defence: {note}.")
         elif key != query.NO_DEFENCE:
             row = query.find_row(df, res.attack, used, key)
             if row is not None:
@@ -304,8 +304,16 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         width="stretch",
     )
     cols[2].image(res.adversarial, caption=f"Attacked · {label_of(res.pred_adv)}", width="stretch")
+    mirror_note = (
+        " · mirrored left-right by the defence, as the model sees it (the comparisons "
+        "below flip it back to line up with the original)"
+        if res.mirrored
+        else ""
+    )
     cols[3].image(
-        res.defended, caption=f"Defended · {label_of(res.pred_defended)}", width="stretch"
+        res.defended,
+        caption=f"Defended · {label_of(res.pred_defended)}{mirror_note}",
+        width="stretch",
     )
     st.caption(
         f"{caption} · shown at the model's input size "
@@ -327,7 +335,8 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
                 key=f"lab_bars_{title}",
             )
 
-    recap_context(res)
+    with common.friendly_errors("The precomputed curve cannot be shown"):
+        recap_context(res)
 
     st.subheader("Before / after")
     c1, c2, _ = st.columns([1, 1.4, 0.6])
@@ -337,13 +346,23 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         key="lab_pair",
     )
     pos = c1.slider("Split position", 0, 100, 50, key="lab_wipe")
-    images = {"original": res.original, "attacked": res.adversarial, "defended": res.defended}
+    # like with like: a mirrored defended image is flipped back to line up with the others
+    images = {
+        "original": res.original,
+        "attacked": res.adversarial,
+        "defended": res.defended_aligned,
+    }
     left, right = (s.strip() for s in pair.split("|"))
     c2.image(
         wipe(images[left], images[right], pos / 100),
         caption=f"left: {left}, right: {right}",
         width="stretch",
     )
+    if res.mirrored and "defended" in (left, right):
+        c2.caption(
+            "The defence mirrors the image left-right; it is flipped back here so that both "
+            "sides line up (the model saw it mirrored)."
+        )
 
     m = st.columns(5)
     m[0].metric("L∞ change", f"{res.linf:g} levels")
@@ -363,7 +382,13 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         f"SSIM {res.ssim_defended:.3f}",
         delta_color="off",
         delta_arrow="off",
-        help="The defence also changes the image: how far it moved from the original.",
+        help="The defence also changes the image: how far it moved from the original."
+        + (
+            " The defence mirrors the image, so it is flipped back before it is compared "
+            "(a mirror alone would look like a large change)."
+            if res.mirrored
+            else ""
+        ),
     )
     t = res.timings
     st.caption(

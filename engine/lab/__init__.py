@@ -5,7 +5,9 @@ resizes it to the model's input, crafts an adversarial version with a
 registered attack (through :func:`engine.attacks.run_attack`, which enforces
 the budget), passes it through a defence and reports the three predictions,
 the perturbation (raw and amplified for display), its size and the image
-similarity, with timings. :func:`run_mini_sweep` (in :mod:`engine.lab.sweep`)
+similarity, with timings (a defence that mirrors the image, :func:`mirrors`,
+is flipped back before it is compared with the original).
+:func:`run_mini_sweep` (in :mod:`engine.lab.sweep`)
 does the same for a small batch over several budgets and defences and returns
 one metrics row per (eps, defence) cell; it runs in batches
 (:func:`plan_mini_sweep` and :func:`combine_mini_sweep` in
@@ -54,9 +56,11 @@ from engine.lab.live import (
     LABEL_FROM_MODEL,
     LABEL_TRUE,
     MAX_GAIN,
+    MIRRORING,
     TOP_K,
     LabResult,
     Prediction,
+    mirrors,
     run_lab,
 )
 from engine.lab.sweep import MiniSweepOptions, run_mini_sweep, run_sweep_batch
@@ -67,6 +71,7 @@ __all__ = [
     "LABEL_FROM_MODEL",
     "LABEL_TRUE",
     "MAX_GAIN",
+    "MIRRORING",
     "THREAT_CLEAN",
     "THREAT_TRANSFER",
     "TOP_K",
@@ -83,6 +88,7 @@ __all__ = [
     "combine_mini_sweep",
     "count_images",
     "image_batch",
+    "mirrors",
     "plan_mini_sweep",
     "run_lab",
     "run_mini_sweep",

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from app import views
+from engine.errors import ParamError
 from engine.evaluation import query
 from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 from tests.engine.tables import ACC, make_table
@@ -129,3 +130,118 @@ def test_views_labels_and_charts_do_not_load_tensorflow():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- the lab's setting
+
+TINY = PROJECT_ROOT / "assets" / "results" / "synthetic__tiny"
+
+
+@pytest.fixture(scope="module")
+def grid() -> pd.DataFrame:
+    """The shipped synthetic sweep: every defence family, WebP + flip at quality 50/75/90."""
+    from engine.evaluation import load_results
+
+    return load_results(TINY)[0]
+
+
+def _spec(defence_id: str, **params):
+    """A live defence as the lab sends it: every declared parameter, defaults filled in."""
+    from engine import defences as dfn
+
+    return dfn.to_spec(dfn.make_defence(defence_id, params))
+
+
+def test_every_precomputed_setting_maps_to_itself(grid):
+    for key in query.defence_keys(grid):
+        assert views.setting_for(grid, query.defence_spec(grid, key), attack="fgsm") == (key, "")
+
+
+def test_a_value_between_grid_points_maps_to_the_nearest_setting_and_says_which(grid):
+    # the lab's spec names flip too, which no key names: this used to raise
+    assert views.setting_for(grid, _spec("webp_flip", quality=80), attack="fgsm") == (
+        "webp_flip:quality=75",
+        "quality 80 is not precomputed; showing quality 75 (nearest)",
+    )
+    assert views.setting_for(grid, _spec("webp_flip", quality=84), attack="fgsm") == (
+        "webp_flip:quality=90",
+        "quality 84 is not precomputed; showing quality 90 (nearest)",
+    )
+    # the same answer as the recap's sliders for the parameters the keys name
+    for defence_id, params in [
+        ("webp_flip", {"quality": 60}),
+        ("guided", {"radius": 3, "eps": 400.0}),
+        ("median", {"kernel": 7}),
+        ("nlm", {"h": 7.0, "h_color": 12.0}),
+    ]:
+        row, note = query.nearest_setting(
+            grid, attack="fgsm", eps=0, defence_family=defence_id, params=params
+        )
+        assert views.setting_for(grid, _spec(defence_id, **params), attack="fgsm") == (
+            row["defence_key"],
+            note,
+        )
+
+
+def test_a_parameter_the_table_does_not_vary(grid):
+    # a switch: flip off is another defence, not a nearby one
+    assert views.setting_for(grid, _spec("webp_flip", quality=90, flip=False), attack="fgsm") == (
+        None,
+        "WebP + flip has no precomputed setting with flip off (precomputed: flip on)",
+    )
+    # a number: the nearest setting, saying what differs
+    assert views.setting_for(grid, _spec("nlm", template_window=5), attack="fgsm") == (
+        "nlm:h=10,h_color=10",
+        "template_window 5 is not precomputed; showing template_window 7 (nearest)",
+    )
+
+
+def test_a_switch_picks_the_settings_that_share_it(grid):
+    """With a flip-off setting in the table, flip off maps there and flip on does not."""
+    extra = grid[grid["defence_key"] == "webp_flip:quality=50"].copy()
+    spec = {"id": "webp_flip", "params": {"quality": 50, "flip": False}}
+    extra["defence_key"] = "webp_flip:quality=50,flip=false"
+    extra["defence_params"] = [spec] * len(extra)
+    table = pd.concat([grid, extra], ignore_index=True)
+    assert views.setting_for(table, _spec("webp_flip", quality=90, flip=False), attack="fgsm") == (
+        "webp_flip:quality=50,flip=false",
+        "quality 90 is not precomputed; showing quality 50 (nearest)",
+    )
+    assert views.setting_for(table, _spec("webp_flip", quality=55), attack="fgsm") == (
+        "webp_flip:quality=50",
+        "quality 55 is not precomputed; showing quality 50 (nearest)",
+    )
+
+
+def test_a_chain_with_one_member_off_the_grid(grid):
+    from engine import defences as dfn
+
+    chain = dfn.to_spec(dfn.seed_chain())
+    assert views.setting_for(grid, chain, attack="fgsm") == ("nlm+bilateral+guided", "")
+    chain[0]["params"] |= {"h": 7.0}
+    assert views.setting_for(grid, chain, attack="fgsm") == (
+        "nlm+bilateral+guided",
+        "nlm.h 7 is not precomputed; showing nlm.h 10 (nearest)",
+    )
+    chain[2]["params"] |= {"radius": 6}
+    key, note = views.setting_for(grid, chain, attack="fgsm")
+    assert key == "nlm+bilateral+guided"
+    assert note.endswith("; guided.radius 6 is not precomputed; showing guided.radius 4 (nearest)")
+
+
+def test_a_family_not_in_the_table(grid):
+    assert views.setting_for(grid, _spec("bit_depth"), attack="fgsm") == (
+        None,
+        "Bit-depth reduction is not in the precomputed grid",
+    )
+    reordered = [_spec("bilateral"), _spec("nlm"), _spec("guided")]  # another order: another chain
+    assert views.setting_for(grid, reordered, attack="fgsm") == (
+        None,
+        "Bilateral → NLM → Guided is not in the precomputed grid",
+    )
+    assert views.setting_for(grid, None, attack="fgsm") == ("none", "")
+    assert views.setting_for(grid, [], attack="fgsm") == ("none", "")
+    with pytest.raises(ParamError, match="Unknown attack 'cw'"):
+        views.setting_for(grid, _spec("median"), attack="cw")
+    with pytest.raises(ParamError, match="'quality' must be"):
+        views.setting_for(grid, {"id": "webp_flip", "params": {"quality": 0}}, attack="fgsm")

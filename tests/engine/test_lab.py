@@ -21,11 +21,13 @@ from engine.lab import (
     IMAGES_PER_BATCH,
     LABEL_FROM_MODEL,
     LABEL_TRUE,
+    MIRRORING,
     THREAT_CLEAN,
     THREAT_TRANSFER,
     LabResult,
     Prediction,
     combine_mini_sweep,
+    mirrors,
     plan_mini_sweep,
     run_lab,
     run_mini_sweep,
@@ -185,6 +187,68 @@ def test_bad_inputs_raise_engine_errors(model, image, kwargs, error, match):
     args = {"classes": CLASSES, "image": image, **kwargs}
     with pytest.raises(error, match=match):
         run_lab(model, args.pop("classes"), args.pop("image"), **args)
+
+
+# --------------------------------------------------------------------------- like with like
+
+
+def test_mirrors_counts_the_flips_of_a_chain():
+    web, plain = dfn.WebPFlip(), dfn.WebPFlip(flip=False)
+    assert mirrors(web) and not mirrors(plain)
+    assert not mirrors(dfn.Identity()) and not mirrors(dfn.seed_chain())
+    assert mirrors(dfn.Chain((dfn.MedianBlur(), web)))
+    assert mirrors(dfn.Chain((plain, dfn.MedianBlur(), web)))
+    assert not mirrors(dfn.Chain((web, dfn.MedianBlur(), web)))  # two flips cancel
+    assert mirrors(dfn.Chain((web, plain, web, web)))
+    for defence_id, switch in MIRRORING.items():  # names a real defence and its switch
+        assert switch in {p.name for p in dfn.REGISTRY[defence_id].PARAMS}
+
+
+@pytest.fixture(scope="module")
+def ramp() -> np.ndarray:
+    """Dark on the left, bright on the right: its mirror image is far from it."""
+    row = np.linspace(40, 215, SIZE).astype(np.uint8)
+    return np.repeat(np.repeat(row[None, :, None], SIZE, axis=0), 3, axis=2)
+
+
+def test_a_mirroring_defence_is_measured_like_with_like(model, ramp):
+    from engine import metrics
+    from engine.gradients import predict
+
+    def lab(defence):
+        return run_lab(
+            model, CLASSES, ramp, attack="fgsm", attack_params={"eps": 8}, defence=defence
+        )
+
+    flip = lab({"id": "webp_flip", "params": {"quality": 90}})
+    same = lab({"id": "webp_flip", "params": {"quality": 90, "flip": False}})
+    assert flip.mirrored and not same.mirrored
+    np.testing.assert_array_equal(flip.adversarial, same.adversarial)
+    # the model sees what the defence outputs: the mirrored image
+    np.testing.assert_array_equal(flip.defended, dfn.WebPFlip(quality=90)(flip.adversarial))
+    np.testing.assert_array_equal(flip.defended, same.defended[:, ::-1])
+    np.testing.assert_allclose(
+        flip.pred_defended.probs, predict(model, flip.defended[None])[0], atol=1e-5
+    )
+    # the comparisons see it flipped back: the codec's output, as WebP without the flip
+    np.testing.assert_array_equal(flip.defended_aligned, same.defended)
+    np.testing.assert_array_equal(same.defended_aligned, same.defended)
+    assert (flip.psnr_defended, flip.ssim_defended) == (same.psnr_defended, same.ssim_defended)
+    # measured as it is, the mirror alone would look like a large change
+    assert metrics.psnr(flip.original, flip.defended) < flip.psnr_defended - 10
+    assert metrics.ssim(flip.original, flip.defended) < flip.ssim_defended - 0.2
+
+
+def test_a_chain_that_flips_twice_is_not_flipped_back(model, ramp):
+    web = {"id": "webp_flip", "params": {"quality": 90}}
+    res = run_lab(model, CLASSES, ramp, attack="fgsm", attack_params={"eps": 8}, defence=[web, web])
+    assert not res.mirrored
+    np.testing.assert_array_equal(res.defended_aligned, res.defended)
+    assert res.defended[0, 0, 0] < res.defended[0, -1, 0]  # still dark on the left
+    one = run_lab(
+        model, CLASSES, ramp, attack="fgsm", attack_params={"eps": 8}, defence=[web, "median"]
+    )
+    assert one.mirrored and one.defended_aligned[0, 0, 0] < one.defended_aligned[0, -1, 0]
 
 
 # --------------------------------------------------------------------------- mini sweep

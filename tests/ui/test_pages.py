@@ -553,3 +553,83 @@ def test_lab_shows_the_recap_curve_next_to_the_live_result(chest_data):
     at.multiselect(key="lab_chain").set_value(["bit_depth"]).run()
     assert not at.exception
     assert any("not in the precomputed grid" in t for t in texts(at.markdown))
+
+
+def open_synthetic_lab() -> AppTest:
+    """The live lab on the shipped synthetic model (``?dataset=synthetic&backbone=tiny``)."""
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+    at.query_params["dataset"] = "synthetic"
+    at.query_params["backbone"] = "tiny"
+    at.run()
+    assert not at.exception
+    at.switch_page("app_pages/lab.py").run()
+    assert not at.exception
+    assert at.selectbox(key="sel_backbone").value == "tiny"
+    return at
+
+
+def _lab_panel_is_whole(at: AppTest) -> None:
+    """The live result, its images, the recap context and the numbers are all there."""
+    assert not at.exception
+    assert not [t for t in texts(at.error) if not t.startswith("The attack flipped")]
+    verdict(at)
+    assert "How often does this work across the test set?" in texts(at.subheader)
+    assert any(t.startswith("Across **") for t in texts(at.markdown))
+    assert any(c.startswith("left: original, right: defended") for c in _image_captions(at))
+    assert [m.label for m in at.metric][-1] == "Defended vs original"
+
+
+def _context(at: AppTest) -> str:
+    return next(t for t in texts(at.markdown) if t.startswith("Across **"))
+
+
+def test_lab_maps_a_defence_parameter_off_the_grid_to_the_nearest_setting():
+    at = open_synthetic_lab()
+    at.selectbox(key="lab_preset").set_value("WebP + flip").run()
+    _lab_panel_is_whole(at)
+    assert "With **WebP+flip quality=75**" in _context(at)
+    assert "Nearest precomputed setting" not in _context(at)
+
+    at.slider(key="lab_def_0_webp_flip_quality").set_value(80).run()  # between 75 and 90
+    _lab_panel_is_whole(at)
+    context = _context(at)
+    assert "With **WebP+flip quality=75**" in context
+    assert (
+        "(Nearest precomputed setting: quality 80 is not precomputed; "
+        "showing quality 75 (nearest).)"
+    ) in context
+
+    at.toggle(key="lab_def_0_webp_flip_flip").set_value(False).run()  # the grid never turns it off
+    _lab_panel_is_whole(at)
+    context = _context(at)
+    assert "With **" not in context
+    assert (
+        "No precomputed curve for this defence: WebP + flip has no precomputed setting "
+        "with flip off (precomputed: flip on)."
+    ) in context
+
+    at.selectbox(key="lab_preset").set_value("Seed-000 chain: NLM → bilateral → guided").run()
+    at.slider(key="lab_def_0_nlm_h").set_value(7.0).run()  # one member of the chain off the grid
+    _lab_panel_is_whole(at)
+    assert "(Nearest precomputed setting: nlm.h 7 is not precomputed; showing nlm.h 10" in (
+        _context(at)
+    )
+
+
+def test_lab_says_when_the_defended_image_is_mirrored():
+    at = open_synthetic_lab()
+    at.selectbox(key="lab_preset").set_value("WebP + flip").run()
+    _lab_panel_is_whole(at)
+    (defended,) = [c for c in _image_captions(at) if c.startswith("Defended · ")]
+    assert "mirrored left-right by the defence, as the model sees it" in defended
+    assert "flip it back to line up with the original" in defended
+    assert any(t.startswith("The defence mirrors the image left-right") for t in texts(at.caption))
+    metric = at.metric[-1]
+    assert "flipped back before it is compared" in metric.help
+
+    at.toggle(key="lab_def_0_webp_flip_flip").set_value(False).run()
+    _lab_panel_is_whole(at)
+    (defended,) = [c for c in _image_captions(at) if c.startswith("Defended · ")]
+    assert "mirrored" not in defended
+    assert not any(t.startswith("The defence mirrors") for t in texts(at.caption))
+    assert "flipped back" not in (at.metric[-1].help or "")
