@@ -24,6 +24,17 @@ inside) and ends with ``Activation("softmax", name="probs")`` applied to a
 :func:`logits_model` cuts the softmax off. A model without a ``"probs"`` layer
 is taken to output logits already.
 
+Attacks that see a defence
+--------------------------
+An attack asks :func:`source` for its gradients: for a model that is
+:func:`compiled`; for a :class:`GradientSource` (e.g.
+``engine.attacks.adaptive.Through``, the model behind a defence, with BPDA
+and EOT) it is that object. Both answer the same questions
+(:meth:`~GradientSource.value_and_grad`, :meth:`~GradientSource.sign_step`,
+:meth:`~GradientSource.logits`), so an attack's body does not change when
+it is crafted through a defence; every model gradient still comes from the
+one compiled helper.
+
 Example
 -------
 >>> comp = compiled(classifier)                          # doctest: +SKIP
@@ -42,15 +53,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from engine.attacks.source import GradientSource  # re-exported: attacks type against it
 from engine.errors import ModelError, ParamError
 
 __all__ = [
     "BUCKETS",
     "MAX_BATCH",
     "Compiled",
+    "GradientSource",
     "compiled",
     "logits_model",
     "predict",
+    "source",
 ]
 
 #: Batch sizes every call is padded up to (the largest is also the chunk size).
@@ -158,20 +172,14 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, pad], axis=0)
 
 
-class Compiled:
+class Compiled(GradientSource):
     """Compiled forward pass and gradient helper for one logits model.
 
     Obtain instances with :func:`compiled` (cached per model); do not build
     them directly. All public methods take NumPy arrays of any batch length,
     images float32-convertible ``(N, H, W, 3)`` in 0-255, and are safe to call
-    from several threads (calls are serialised by a lock).
-
-    Attributes
-    ----------
-    input_shape : tuple
-        ``(H, W, 3)`` as declared by the model (``None`` where free).
-    num_classes : int
-        Number of logits ``K``.
+    from several threads (calls are serialised by a lock). Attributes: those
+    of :class:`GradientSource`.
     """
 
     def __init__(self, lmodel: keras.Model) -> None:
@@ -291,13 +299,6 @@ class Compiled:
                 out[sl] = res.numpy()[:n]
         return out
 
-    def probs(self, x: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of a batch, ``(N, K)`` float64, rows summing to 1."""
-        logits = self.logits(x).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
     def value_and_grad(
         self, x: np.ndarray, labels: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -359,42 +360,6 @@ class Compiled:
                 out[sl] = res.numpy()[:n]
         return out
 
-    def loss_grad(
-        self, x: np.ndarray, labels: np.ndarray, *, targeted: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-image cross-entropy loss and its gradient with respect to ``x``.
-
-        Sign convention: the result is always the gradient of the plain
-        cross-entropy ``CE(x, labels)``; nothing is negated here.
-
-        * ``targeted=False``: ``labels`` are the true classes; the attack
-          **ascends** the loss (``x + step * sign(grad)``) to leave the class.
-        * ``targeted=True``: ``labels`` are the target classes; the attack
-          **descends** the loss (``x - step * sign(grad)``) to reach the target.
-
-        ``targeted`` does not change the numbers; it is a required keyword so
-        that every call site states which labels it passes and hence which way
-        it must step.
-
-        Parameters
-        ----------
-        x : np.ndarray
-            ``(N, H, W, 3)`` RGB in 0-255.
-        labels : np.ndarray
-            ``(N,)`` integer class indices (true classes, or targets).
-        targeted : bool
-            Whether ``labels`` are attack targets (see above).
-
-        Returns
-        -------
-        loss : np.ndarray
-            ``(N,)`` float32.
-        grad : np.ndarray
-            ``(N, H, W, 3)`` float32.
-        """
-        _, loss, grad = self.value_and_grad(x, labels)
-        return loss, grad
-
 
 def compiled(model: keras.Model) -> Compiled:
     """The cached :class:`Compiled` helper of a model (its logits model, in fact).
@@ -408,6 +373,11 @@ def compiled(model: keras.Model) -> Compiled:
         if comp is None:
             comp = _compiled_cache[lm] = Compiled(lm)
     return comp
+
+
+def source(model: keras.Model | GradientSource) -> GradientSource:
+    """Where an attack gets its gradients: a :class:`GradientSource` as is, a model compiled."""
+    return model if isinstance(model, GradientSource) else compiled(model)
 
 
 def predict(model: keras.Model, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:

@@ -9,10 +9,14 @@ house rule 4), runs the attack batch by batch and then **always** applies
 result is clipped to ``|adv - clean|_inf <= eps`` and to [0, 255] and rounded
 to uint8.
 
-Threat model of every attack here: white-box, crafted on the undefended model
-(the defences are applied afterwards, unknown to the attacker). This is the
-*non-adaptive* setting; an adaptive attack (e.g. BPDA, Athalye et al. 2018)
-is needed before claiming that a defence works.
+Threat model of every registered attack: white-box, crafted on the undefended
+model (the defences are applied afterwards, unknown to the attacker). This is
+the *transfer* setting, an upper bound on what a defence achieves. Given
+``defence=D``, :func:`run_attack` crafts the same attack *through* ``D``
+instead (the *adaptive* setting, :mod:`engine.attacks.adaptive`): exact
+gradients where ``D`` is differentiable, BPDA where it is not, EOT over
+``eot_samples`` draws where it is randomised; PGD may restart (``restarts``),
+keeping the worst case per image. The budget is enforced the same way.
 
 Example
 -------
@@ -20,24 +24,30 @@ Example
 >>> adv = run_attack("pgd", model, images, labels, {"eps": 8, "steps": 10})  # doctest: +SKIP
 >>> adv.dtype, adv.shape == images.shape                                  # doctest: +SKIP
 (dtype('uint8'), True)
+>>> adaptive = run_attack("pgd", model, images, labels, {"eps": 8},      # doctest: +SKIP
+...                       defence=JPEG(quality=75), restarts=2)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from engine import PIXEL_MAX, PIXEL_MIN
 from engine.attacks import fgsm, pgd, targeted_l2
+from engine.attacks.adaptive import AdaptiveParams, Through, check_restarts, restart_seed, worse
 from engine.errors import ParamError
 from engine.params import build
 
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
+
+    from engine.attacks.source import GradientSource
+    from engine.defences import Defence
 
 __all__ = ["DEFAULT_ATTACK", "REGISTRY", "AttackInfo", "enforce_budget", "run_attack"]
 
@@ -256,8 +266,12 @@ def run_attack(
     *,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    defence: Defence | None = None,
+    eot_samples: int = 1,
+    restarts: int = 1,
+    eot_seed: int = 0,
 ) -> np.ndarray:
-    """Run a registered attack and enforce its budget.
+    """Run a registered attack and enforce its budget; through a defence, if one is given.
 
     Parameters
     ----------
@@ -277,6 +291,19 @@ def run_attack(
         Images per attack call.
     progress : callable, optional
         ``progress(done, total)`` called after each batch with image counts.
+    defence : Defence, optional
+        Craft the attack through this defence (adaptive; see
+        :mod:`engine.attacks.adaptive`). ``None``: on the undefended model
+        (transfer), exactly as without the argument.
+    eot_samples : int, default=1
+        Draws of a randomised ``defence`` averaged per gradient (EOT).
+    restarts : int, default=1
+        Random restarts (PGD); the worst case per image is kept, judged
+        through ``defence`` when given.
+    eot_seed : int, default=0
+        Seed of the attacker's draws of a randomised defence.
+        (``eot_samples``, ``restarts`` and ``eot_seed`` are declared in
+        :class:`engine.attacks.adaptive.AdaptiveParams`.)
 
     Returns
     -------
@@ -288,13 +315,21 @@ def run_attack(
     Raises
     ------
     ParamError
-        Unknown attack, bad parameters, images or labels, or a target outside
-        the model's classes.
+        Unknown attack, bad parameters, images or labels, a target outside
+        the model's classes, a ``defence`` that is not one, or restarts for an
+        attack without a random start.
     """
     info = REGISTRY.get(attack_id) if isinstance(attack_id, str) else None
     if info is None:
         raise ParamError(f"Unknown attack {attack_id!r}; known: {', '.join(REGISTRY)}.")
     p = _build_params(info, params)
+    adaptive = AdaptiveParams(eot_samples=eot_samples, restarts=restarts, eot_seed=eot_seed)
+    check_restarts(p, adaptive.restarts, info.title)
+    if defence is not None:
+        from engine.defences import Defence
+
+        if not isinstance(defence, Defence):
+            raise ParamError(f"defence must be a defence (e.g. JPEG()); got {defence!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParamError(f"batch_size must be a positive integer; got {batch_size!r}.")
     images = _check_images(images)
@@ -321,8 +356,40 @@ def run_attack(
     n = len(clean)
     for start in range(0, n, batch_size):
         sl = slice(start, min(start + batch_size, n))
-        adv = info.fn(lm, clean[sl].astype(np.float32), y[sl], p)
-        out[sl] = enforce_budget(clean[sl], adv, p.eps)
+        out[sl] = _craft(info, lm, comp, clean[sl], y[sl], p, defence, adaptive)
         if progress is not None:
             progress(sl.stop, n)
     return out
+
+
+def _craft(
+    info: AttackInfo,
+    lm: keras.Model,
+    comp: GradientSource,
+    clean: np.ndarray,
+    y: np.ndarray,
+    p: Any,
+    defence: Defence | None,
+    adaptive: AdaptiveParams,
+) -> np.ndarray:
+    """One batch: the attack (through ``defence``), each restart budget-enforced, worst kept."""
+    best: np.ndarray | None = None
+    fooled, loss = np.empty(0, bool), np.empty(0, np.float32)
+    for r in range(adaptive.restarts):
+        model: keras.Model | GradientSource = lm
+        if defence is not None:
+            seed = (adaptive.eot_seed, r)
+            model = Through(comp, defence, eot_samples=adaptive.eot_samples, seed=seed)
+        pr = p if r == 0 else replace(p, seed=restart_seed(p.seed, r))
+        adv = enforce_budget(clean, info.fn(model, clean.astype(np.float32), y, pr), p.eps)
+        if adaptive.restarts == 1:
+            return adv
+        judge = comp if defence is None else model
+        f, lo = worse(judge, adv, y, getattr(p, "target", None))
+        if best is None:
+            best, fooled, loss = adv, f, lo
+            continue
+        better = (f & ~fooled) | ((f == fooled) & (lo > loss))
+        best[better], fooled[better], loss[better] = adv[better], f[better], lo[better]
+    assert best is not None
+    return best

@@ -29,7 +29,7 @@ from engine.params import declared, validate
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
 
-    from engine.gradients import Compiled
+    from engine.attacks.source import GradientSource
 
 __all__ = ["FGSMParams", "attack", "fgsm_step"]
 
@@ -55,14 +55,15 @@ class FGSMParams:
 
 
 def fgsm_step(
-    comp: Compiled, x: np.ndarray, labels: np.ndarray, step: float, *, targeted: bool
+    comp: GradientSource, x: np.ndarray, labels: np.ndarray, step: float, *, targeted: bool
 ) -> np.ndarray:
     """One fast-gradient-sign step (clipped to [0, 255]; no projection).
 
     Parameters
     ----------
-    comp : Compiled
-        The model's compiled helper (:func:`engine.gradients.compiled`).
+    comp : GradientSource
+        The model's compiled helper (:func:`engine.gradients.compiled`), or
+        the model seen through a defence.
     x : np.ndarray
         ``(N, H, W, 3)`` float32 in 0-255; not modified.
     labels : np.ndarray
@@ -82,14 +83,15 @@ def fgsm_step(
 
 
 def attack(
-    model: keras.Model, images: np.ndarray, labels: np.ndarray, params: FGSMParams
+    model: keras.Model | GradientSource, images: np.ndarray, labels: np.ndarray, params: FGSMParams
 ) -> np.ndarray:
     """Fast gradient sign method (Goodfellow et al., 2015), L-inf.
 
     Parameters
     ----------
-    model : keras.Model
-        Classifier (softmax stripped automatically) or logits model.
+    model : keras.Model or GradientSource
+        Classifier (softmax stripped automatically) or logits model; or the
+        model seen through a defence (:class:`engine.attacks.adaptive.Through`).
     images : np.ndarray
         ``(N, H, W, 3)`` RGB in 0-255, uint8 or float. Not mutated.
     labels : np.ndarray
@@ -109,7 +111,7 @@ def attack(
     x = as_float(images)
     targeted = params.target is not None
     y = class_labels(labels, len(x), params.target)
-    from engine.gradients import compiled
+    from engine.gradients import source
 
-    adv = fgsm_step(compiled(model), x, y, params.eps, targeted=targeted)
+    adv = fgsm_step(source(model), x, y, params.eps, targeted=targeted)
     return like_input(adv, images)

@@ -36,6 +36,8 @@ from engine.params import declared, param, seed_param, validate
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
 
+    from engine.attacks.source import GradientSource
+
 __all__ = ["PGDParams", "attack"]
 
 
@@ -76,7 +78,7 @@ class PGDParams:
 
 
 def attack(
-    model: keras.Model, images: np.ndarray, labels: np.ndarray, params: PGDParams
+    model: keras.Model | GradientSource, images: np.ndarray, labels: np.ndarray, params: PGDParams
 ) -> np.ndarray:
     """Projected gradient descent under an L-inf budget (Madry et al., 2018).
 
@@ -87,8 +89,9 @@ def attack(
 
     Parameters
     ----------
-    model : keras.Model
-        Classifier (softmax stripped automatically) or logits model.
+    model : keras.Model or GradientSource
+        Classifier (softmax stripped automatically) or logits model; or the
+        model seen through a defence (:class:`engine.attacks.adaptive.Through`).
     images : np.ndarray
         ``(N, H, W, 3)`` RGB in 0-255, uint8 or float. Not mutated.
     labels : np.ndarray
@@ -107,9 +110,9 @@ def attack(
     >>> adv = attack(model, images, labels, PGDParams(eps=8, steps=10))  # doctest: +SKIP
     """
     clean = as_float(images)
-    from engine.gradients import compiled
+    from engine.gradients import source
 
-    comp = compiled(model)
+    comp = source(model)
     targeted = params.target is not None
     y = class_labels(labels, len(clean), params.target)
     adv = clean.copy()

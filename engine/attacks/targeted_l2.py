@@ -43,6 +43,8 @@ from engine.params import declared, param, validate
 if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
     import keras
 
+    from engine.attacks.source import GradientSource
+
 __all__ = ["TargetedL2Params", "attack"]
 
 
@@ -81,14 +83,18 @@ class TargetedL2Params:
 
 
 def attack(
-    model: keras.Model, images: np.ndarray, labels: np.ndarray, params: TargetedL2Params
+    model: keras.Model | GradientSource,
+    images: np.ndarray,
+    labels: np.ndarray,
+    params: TargetedL2Params,
 ) -> np.ndarray:
     """Targeted, L2-normalised iterative gradient descent (seed 004), L-inf budget.
 
     Parameters
     ----------
-    model : keras.Model
-        Classifier (softmax stripped automatically) or logits model.
+    model : keras.Model or GradientSource
+        Classifier (softmax stripped automatically) or logits model; or the
+        model seen through a defence (:class:`engine.attacks.adaptive.Through`).
     images : np.ndarray
         ``(N, H, W, 3)`` RGB in 0-255, uint8 or float. Not mutated.
     labels : np.ndarray
@@ -107,9 +113,9 @@ def attack(
     >>> adv = attack(model, images, labels, TargetedL2Params(eps=8, target=3))  # doctest: +SKIP
     """
     clean = as_float(images)
-    from engine.gradients import compiled
+    from engine.gradients import source
 
-    comp = compiled(model)
+    comp = source(model)
     target = class_labels(labels, len(clean), params.target)
     adv = clean.copy()
     active = np.arange(len(clean))

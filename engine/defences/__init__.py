@@ -26,6 +26,8 @@ Available defences (``REGISTRY`` maps each id to its class):
   re-encoding then a horizontal flip;
 * ``jpeg`` -- :class:`JPEG` re-encoding;
 * ``bit_depth`` -- :class:`BitDepth`, bit-depth reduction (feature squeezing);
+* ``resize_pad`` -- :class:`RandomResizePad`, random resize-and-pad (Xie et
+  al. 2018), randomised with a seed;
 * :class:`Chain` -- defences applied in order; :data:`SEED_CHAIN` is the
   seed papers' NLM → bilateral → guided filter chain with default settings.
 
@@ -47,9 +49,11 @@ Batches are spread over a thread pool by :func:`apply_batch` (OpenCV releases
 the GIL); the result is identical to applying the defence image by image.
 
 Modules: :mod:`~engine.defences.base` (the :class:`Defence` base class, image
-checks, :func:`apply_batch`), :mod:`~engine.defences.filters`,
-:mod:`~engine.defences.codecs`, :mod:`~engine.defences.chain`; this module
-holds the registry and the specs. OpenCV is imported when a defence first
+checks, :func:`apply_batch`, the backward-pass vocabulary),
+:mod:`~engine.defences.filters`, :mod:`~engine.defences.codecs`,
+:mod:`~engine.defences.randomised`, :mod:`~engine.defences.chain`,
+:mod:`~engine.defences.linear` (the linear maps' forward and adjoint); this
+module holds the registry and the specs. OpenCV is imported when a defence first
 filters, so the registry and the declarations load without it.
 
 Limits of input-transformation defences
@@ -61,9 +65,21 @@ step by a differentiable stand-in on the backward pass (BPDA, usually the
 identity). Robustness measured with attacks crafted on the undefended model
 (the transfer, or "grey-box", setting that this dashboard shows by default)
 therefore **overstates** the security a defence gives against an attacker who
-knows it is there. Each defence here documents its BPDA stand-in through
-``differentiable`` and :meth:`Defence.estimate_gradient` so that an adaptive
-attack can pass through it.
+knows it is there. Each defence here has a backward pass,
+:meth:`Defence.estimate_gradient` (exact or BPDA, named by
+:attr:`Defence.backward`), an attacker's forward pass on float pixels,
+:meth:`Defence.forward`, and, when randomised, a sampler,
+:meth:`Defence.sample` (EOT), so that an adaptive attack
+(``engine.attacks.run_attack(..., defence=...)``) can pass through it:
+
+=============================================  ==============  ==========
+defence                                        backward        randomised
+=============================================  ==============  ==========
+none, gaussian, resize_pad (per draw)          exact           resize_pad
+nlm, bilateral, guided, median, bit_depth      bpda-identity
+jpeg, webp_flip (its flip exact)               bpda-identity
+chain                                          the members'    if a member is
+=============================================  ==============  ==========
 """
 
 from __future__ import annotations
@@ -71,7 +87,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.defences.base import Defence, apply_batch
+from engine.defences.base import BACKWARD_BPDA, BACKWARD_EXACT, Defence, apply_batch
 from engine.defences.chain import Chain
 from engine.defences.codecs import JPEG, WebPFlip
 from engine.defences.filters import (
@@ -83,10 +99,13 @@ from engine.defences.filters import (
     Identity,
     MedianBlur,
 )
+from engine.defences.randomised import RandomResizePad, ResizePadDraw
 from engine.errors import ParamError
 from engine.params import as_dict, build, format_number
 
 __all__ = [
+    "BACKWARD_BPDA",
+    "BACKWARD_EXACT",
     "JPEG",
     "NLM",
     "REGISTRY",
@@ -99,6 +118,8 @@ __all__ = [
     "GuidedFilter",
     "Identity",
     "MedianBlur",
+    "RandomResizePad",
+    "ResizePadDraw",
     "WebPFlip",
     "apply_batch",
     "describe",
@@ -132,6 +153,7 @@ REGISTRY: dict[str, type[Defence]] = {
         WebPFlip,
         JPEG,
         BitDepth,
+        RandomResizePad,
     )
 }
 """Defence id -> class. Chains are built from these (see :func:`make_defence`)."""

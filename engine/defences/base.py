@@ -3,6 +3,27 @@
 OpenCV is imported where a defence filters, not here: the registry and the
 parameter declarations load without it (the dashboard reads them to build
 its widgets; the filtering runs in the model worker).
+
+Backward passes
+---------------
+Every defence offers the backward pass an adaptive attack needs
+(:meth:`Defence.estimate_gradient`, ART's name): the gradient of the loss with
+respect to the defence's *input*, given its gradient with respect to the
+defence's *output*. :attr:`Defence.backward` says which one it is:
+
+* :data:`BACKWARD_EXACT` -- the exact gradient (the adjoint of a linear map:
+  identity, Gaussian blur, flip, a sampled resize-and-pad);
+* :data:`BACKWARD_BPDA` -- the straight-through identity of BPDA (Athalye,
+  Carlini & Wagner 2018) for a transformation with no useful gradient
+  (codecs, bit depth, median, the edge-preserving filters).
+
+The backward pass is NumPy, not TensorFlow, because the forward pass is:
+codecs and OpenCV filters run on uint8 arrays outside any graph, so every
+attack step leaves the graph anyway (model gradient from the one compiled
+helper, :mod:`engine.gradients`; defence forward and backward in NumPy and
+OpenCV). A TensorFlow backward would need a second graph per defence and a
+copy to and from it at every step for no gain; the linear maps are two small
+BLAS matrix products per image (:mod:`engine.defences.linear`).
 """
 
 from __future__ import annotations
@@ -19,7 +40,21 @@ import numpy as np
 from engine.errors import ImageError, ParamError
 from engine.params import Param, validate
 
-__all__ = ["Defence", "apply_batch", "check_images", "swap_rb", "width_axis"]
+__all__ = [
+    "BACKWARD_BPDA",
+    "BACKWARD_EXACT",
+    "Defence",
+    "apply_batch",
+    "check_images",
+    "swap_rb",
+    "to_uint8",
+    "width_axis",
+]
+
+#: :attr:`Defence.backward` of a defence whose backward pass is its exact gradient.
+BACKWARD_EXACT = "exact"
+#: :attr:`Defence.backward` of one whose backward pass is the identity (BPDA).
+BACKWARD_BPDA = "bpda-identity"
 
 _SHAPES = "(H, W, 3), (H, W), (H, W, 1) or a batch (N, H, W, 3)"
 
@@ -55,6 +90,14 @@ def check_images(images: Any, owner: str) -> bool:
 def width_axis(shape: tuple[int, ...]) -> int:
     """Axis of the image width for an image, grey image or batch of this shape."""
     return 2 if len(shape) == 4 else 1
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float pixels rounded (half to even) and clipped to uint8 0-255; uint8 returned as is."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def swap_rb(img: np.ndarray) -> np.ndarray:
@@ -112,6 +155,13 @@ class Defence:
         Whether the transformation has a useful exact gradient. For the
         non-differentiable ones, :meth:`estimate_gradient` is the BPDA
         stand-in (Athalye et al. 2018).
+    backward : str
+        Which backward pass :meth:`estimate_gradient` is: :data:`BACKWARD_EXACT`
+        or :data:`BACKWARD_BPDA` (a results row records it with the threat model).
+    randomised : bool
+        Whether the defence draws random numbers: then :meth:`sample` gives one
+        draw of it, a deterministic defence, and an EOT attacker averages its
+        gradient over several draws (Athalye et al. 2018).
     """
 
     PARAMS: ClassVar[tuple[Param, ...]] = ()
@@ -119,6 +169,11 @@ class Defence:
     TITLE: ClassVar[str] = ""
     LABEL: ClassVar[str] = ""
     differentiable: ClassVar[bool] = False
+    backward: ClassVar[str] = BACKWARD_BPDA
+    randomised: ClassVar[bool] = False
+    #: Whether what happens to an image depends on its place in the batch (random draws):
+    #: then :func:`apply_batch` hands the whole batch to :meth:`_batch`.
+    batchwise: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         validate(self, self.TITLE)
@@ -163,6 +218,35 @@ class Defence:
     def _filter(self, img: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The forward pass an adaptive attacker differentiates: the defence on float pixels.
+
+        Parameters
+        ----------
+        x : np.ndarray
+            ``(N, H, W, 3)`` float pixels in 0-255 (an attack's iterate).
+
+        Returns
+        -------
+        np.ndarray
+            float32, same shape: the deployed defence applied to ``x``
+            rounded to uint8 (the defence exactly as it runs; the rounding's
+            own backward pass is the identity). :class:`Identity` returns
+            ``x`` itself.
+        """
+        return apply_batch(self, to_uint8(x)).astype(np.float32)
+
+    def sample(self, rng: np.random.Generator) -> Defence:
+        """One draw of a randomised defence: a deterministic defence. Others return ``self``."""
+        return self
+
+    def _batch(self, images: np.ndarray, workers: int) -> np.ndarray:
+        """A validated batch through a :attr:`batchwise` defence (draws per place in the batch).
+
+        Other defences are applied image by image by :func:`apply_batch`.
+        """
+        raise NotImplementedError
+
     def estimate_gradient(self, images: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """BPDA stand-in: the gradient through the defence, given the upstream gradient.
 
@@ -196,7 +280,9 @@ def apply_batch(defence: Defence, images: np.ndarray, *, workers: int | None = N
     OpenCV releases the GIL, so threads keep all cores busy; OpenCV's own
     threading is switched off (``cv2.setNumThreads(1)``) while the batch runs
     and restored afterwards, so the two levels of parallelism do not compete.
-    The result is identical to ``np.stack([defence(img) for img in images])``.
+    The result is identical to ``np.stack([defence(img) for img in images])``,
+    except for a :attr:`Defence.batchwise` one (random resize-and-pad), whose
+    draws depend on each image's place in the batch (its ``_batch`` applies it).
 
     Parameters
     ----------
@@ -221,6 +307,8 @@ def apply_batch(defence: Defence, images: np.ndarray, *, workers: int | None = N
         raise ParamError(f"apply_batch: 'workers' must be a positive integer; got {workers!r}.")
     if not check_images(images, defence.TITLE):
         return defence._one(images)
+    if defence.batchwise:
+        return defence._batch(images, workers or os.cpu_count() or 1)
     n = len(images)
     out = np.empty_like(images)
     workers = min(workers or os.cpu_count() or 1, n)

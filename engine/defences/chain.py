@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.defences.base import Defence
+from engine.defences.base import BACKWARD_EXACT, Defence, apply_batch
 from engine.errors import ParamError
 
 __all__ = ["Chain"]
@@ -18,9 +18,11 @@ class Chain(Defence):
 
     Nested chains are flattened. ``TITLE`` and ``ID`` are derived from the
     members' labels and ids (``"NLM → Bilateral → Guided"``,
-    ``"nlm+bilateral+guided"``). BPDA: the members' stand-ins applied in
-    reverse order (all stand-ins here ignore the image, so no intermediate
-    outputs are needed).
+    ``"nlm+bilateral+guided"``). Forward pass exact (the members in order);
+    backward pass: the members' backward passes applied in reverse order
+    (every backward pass here ignores the image, so no intermediate outputs
+    are needed). A chain with a randomised member is randomised; one draw of
+    it draws each member.
 
     Parameters
     ----------
@@ -69,14 +71,46 @@ class Chain(Defence):
         """True only if every member is differentiable."""
         return all(m.differentiable for m in self.defences)
 
+    @property
+    def backward(self) -> str:  # type: ignore[override]
+        """``"exact"`` when every member's is, else the members' other kinds joined by ``+``."""
+        kinds = [m.backward for m in self.defences if m.backward != BACKWARD_EXACT]
+        return "+".join(dict.fromkeys(kinds)) or BACKWARD_EXACT
+
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        """True if any member is randomised."""
+        return any(m.randomised for m in self.defences)
+
+    @property
+    def batchwise(self) -> bool:  # type: ignore[override]
+        """True if any member's draws depend on the place in the batch."""
+        return any(m.batchwise for m in self.defences)
+
     def _one(self, img: np.ndarray) -> np.ndarray:
         out = img
         for m in self.defences:
             out = m._one(out)
         return out
 
+    def _batch(self, images: np.ndarray, workers: int) -> np.ndarray:
+        out = images
+        for m in self.defences:
+            out = apply_batch(m, out, workers=workers)
+        return out
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The members' forward passes in order (each exactly as deployed)."""
+        for m in self.defences:
+            x = m.forward(x)
+        return x
+
+    def sample(self, rng: np.random.Generator) -> Defence:
+        """One draw of each member, in order (deterministic members are themselves)."""
+        return Chain(tuple(m.sample(rng) for m in self.defences)) if self.randomised else self
+
     def estimate_gradient(self, images: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """BPDA through the chain: members' stand-ins applied last to first."""
+        """The members' backward passes applied last to first."""
         for m in reversed(self.defences):
             grad = m.estimate_gradient(images, grad)
         return grad

@@ -1,6 +1,10 @@
 """Codec defences: WebP re-encoding with a flip, and JPEG re-encoding, in memory.
 
 OpenCV is imported when a codec first runs (see :mod:`engine.defences.base`).
+
+Backward passes: BPDA identity for both codecs (quantised DCT / WebP
+coefficients: the exact gradient is zero almost everywhere), the exact
+gradient for WebP + flip's flip (a permutation: its adjoint is the flip).
 """
 
 from __future__ import annotations

@@ -1,6 +1,15 @@
 """Filter defences: identity, non-local means, bilateral, guided, Gaussian, median, bit depth.
 
 Each imports OpenCV when it first filters (see :mod:`engine.defences.base`).
+
+Backward passes (:attr:`~engine.defences.base.Defence.backward`): exact for
+the identity and the Gaussian blur (a linear map: its adjoint,
+:mod:`engine.defences.linear`); the BPDA identity for NLM, bilateral, guided,
+median and bit depth, whose exact gradients are either zero almost everywhere
+(median, bit depth: piecewise constant) or depend on the image through
+data-dependent weights that OpenCV does not expose (NLM, bilateral, guided).
+All five are close to the identity on natural images, which is what makes the
+straight-through estimate work (Athalye, Carlini & Wagner 2018).
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.defences.base import Defence, swap_rb
+from engine.defences.base import BACKWARD_EXACT, Defence, swap_rb
+from engine.defences.linear import apply_separable, gaussian_matrix
 from engine.errors import ParamError
 from engine.params import declared, param
 
@@ -24,16 +34,23 @@ class Identity(Defence):
     """No defence: returns a copy of the input.
 
     Exists so that "no defence" is a setting like any other in sweeps and
-    result files. It is exactly differentiable (its gradient is the identity).
+    result files. It is exactly differentiable (its gradient is the identity),
+    and its attacker's forward pass is the identity on float pixels too (no
+    rounding), so an adaptive attack through it is the plain attack.
     """
 
     ID: ClassVar[str] = "none"
     TITLE: ClassVar[str] = "No defence"
     LABEL: ClassVar[str] = "None"
     differentiable: ClassVar[bool] = True
+    backward: ClassVar[str] = BACKWARD_EXACT
 
     def _filter(self, img: np.ndarray) -> np.ndarray:
         return img.copy()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x`` itself: the identity needs no rounding."""
+        return x
 
 
 @declared
@@ -175,8 +192,10 @@ class GaussianBlur(Defence):
     """Gaussian blur, ``cv2.GaussianBlur``.
 
     The kernel side is derived from sigma as ``2 * ceil(3 * sigma) + 1``
-    (three sigmas each side). Linear, hence exactly differentiable in
-    principle; the BPDA stand-in used here is still the identity.
+    (three sigmas each side). Linear, hence exactly differentiable: the
+    backward pass is the exact adjoint of the blur with OpenCV's
+    reflect-101 border (:func:`engine.defences.linear.gaussian_matrix`; only
+    the final rounding to uint8 is passed straight through).
 
     Parameters
     ----------
@@ -189,6 +208,8 @@ class GaussianBlur(Defence):
     ID: ClassVar[str] = "gaussian"
     TITLE: ClassVar[str] = "Gaussian blur"
     LABEL: ClassVar[str] = "Gaussian"
+    differentiable: ClassVar[bool] = True
+    backward: ClassVar[str] = BACKWARD_EXACT
 
     @property
     def kernel(self) -> int:
@@ -200,6 +221,14 @@ class GaussianBlur(Defence):
 
         k = self.kernel
         return cv2.GaussianBlur(img, (k, k), sigmaX=self.sigma, sigmaY=self.sigma)
+
+    def estimate_gradient(self, images: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """Exact: the adjoint of the blur, ``M_h.T @ G @ M_w`` per channel (float32)."""
+        g = np.asarray(grad)
+        h, w = (g.shape[1], g.shape[2]) if g.ndim == 4 else (g.shape[0], g.shape[1])
+        mh = gaussian_matrix(h, self.sigma, self.kernel)
+        mw = gaussian_matrix(w, self.sigma, self.kernel)
+        return apply_separable(g, mh.T, mw.T)
 
 
 @declared

@@ -47,13 +47,18 @@ def tiny_classifier(seed: int = 0) -> keras.Model:
     return keras.Model(inputs, probs)
 
 
-@pytest.fixture(scope="module")
-def model() -> keras.Model:
+def trained_classifier() -> keras.Model:
+    """The tiny classifier trained on the brightness bands (a few seconds)."""
     m = tiny_classifier()
     x, y = make_data(200, seed=1)
     m.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
     m.fit(x.astype("float32"), y, epochs=15, batch_size=50, verbose=0, shuffle=True)
     return m
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    return trained_classifier()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,204 @@
+"""Adaptive attacks: gradients through a defence (BPDA, EOT) and random restarts.
+
+Papers: A. Athalye, N. Carlini, D. Wagner, "Obfuscated Gradients Give a False
+Sense of Security: Circumventing Defenses to Adversarial Examples", ICML 2018
+(https://arxiv.org/abs/1802.00420): BPDA, the backward pass of a
+non-differentiable step replaced by a differentiable stand-in, and EOT,
+the gradient of a randomised defence averaged over its randomness (Athalye,
+Engstrom, Ilyas, Kwok, "Synthesizing Robust Adversarial Examples", ICML 2018).
+Restarts: Madry et al. 2018; N. Carlini et al., "On Evaluating Adversarial
+Robustness", 2019, section 4.
+
+An attack crafted *through* a defence ``D`` sees the model ``f(D(x))``: each
+gradient is taken at ``D(x)`` by the one compiled helper and mapped back to
+``x`` by ``D``'s backward pass (:meth:`engine.defences.Defence.estimate_gradient`:
+exact where ``D`` is differentiable, the identity where it is not)::
+
+    g(x) = D'(x)^T  grad_z CE(f(z), y) |_{z = D(x)}                    # deterministic D
+    g(x) = 1/N sum_k  D_k'(x)^T grad_z CE(f(z), y) |_{z = D_k(x)}      # randomised: EOT,
+                                                                       # D_k = D.sample(rng)
+
+:class:`Through` packages that as an :class:`engine.gradients.GradientSource`,
+so FGSM, PGD and the targeted L2 descent run through a defence unchanged
+(``engine.attacks.run_attack(..., defence=D)``). The attacker knows the
+defence and the distribution of its randomness, not the defender's seed: its
+draws come from its own generator (``eot_seed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.attacks.source import GradientSource
+from engine.errors import ParamError
+from engine.params import SEED_MAX, declared, param, seed_param, validate
+
+if TYPE_CHECKING:
+    from engine.defences import Defence
+
+__all__ = [
+    "AdaptiveParams",
+    "Through",
+    "check_restarts",
+    "describe",
+    "restart_seed",
+    "worse",
+]
+
+
+@declared
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveParams:
+    """How an attack is crafted through a defence, and how often it restarts.
+
+    Parameters
+    ----------
+    eot_samples : int, default=1
+        Draws of a randomised defence whose gradients are averaged at every
+        step (EOT), in [1, 1000]; fresh draws each step. Ignored for a
+        deterministic defence (one draw is the defence itself).
+    restarts : int, default=1
+        Runs from different random starts, in [1, 100]; per image the worst
+        case for the defender is kept (misclassified first, then the highest
+        loss). Needs an attack with a random start (PGD).
+    eot_seed : int, default=0
+        Seed of the attacker's draws of a randomised defence.
+    """
+
+    eot_samples: int = param(
+        1, 1, 1000, 1, "Draws of a randomised defence averaged per gradient (EOT)", widget="number"
+    )
+    restarts: int = param(
+        1, 1, 100, 1, "Random restarts; the worst case per image is kept", widget="number"
+    )
+    eot_seed: int = seed_param("Seed of the attacker's draws of a randomised defence")
+
+    def __post_init__(self) -> None:
+        validate(self, "Adaptive attack")
+
+
+def restart_seed(seed: int, restart: int) -> int:
+    """The random-start seed of restart ``restart``: ``seed`` itself for the first (0)."""
+    if restart == 0:
+        return seed
+    return int(np.random.default_rng([seed, restart]).integers(SEED_MAX + 1))
+
+
+class Through(GradientSource):
+    """The model seen through a defence: gradients exact or by BPDA, EOT when it is random.
+
+    Parameters
+    ----------
+    comp : GradientSource
+        The undefended model's gradients (``engine.gradients.compiled(model)``).
+    defence : Defence
+        The defence the attacker differentiates through.
+    eot_samples : int, default=1
+        Draws averaged per call when ``defence`` is randomised.
+    seed : int or sequence of int, default=0
+        Seed of the attacker's draws (``np.random.default_rng(seed)``).
+
+    Notes
+    -----
+    Each call of :meth:`value_and_grad` (or :meth:`logits`) evaluates the
+    model at ``draw.forward(x)`` for each draw and maps the gradient back with
+    ``draw.estimate_gradient``; several draws are averaged (logits, loss and
+    gradient). With one draw the result is exactly the draw's (no arithmetic
+    is added): through :class:`engine.defences.Identity` it is the plain
+    model's gradient, bit for bit.
+    """
+
+    def __init__(
+        self,
+        comp: GradientSource,
+        defence: Defence,
+        *,
+        eot_samples: int = 1,
+        seed: int | Sequence[int] = 0,
+    ) -> None:
+        self.comp = comp
+        self.defence = defence
+        self.eot_samples = eot_samples if defence.randomised else 1
+        self.input_shape = comp.input_shape
+        self.num_classes = comp.num_classes
+        self._rng = np.random.default_rng(seed)
+
+    def draws(self) -> list[Defence]:
+        """The defence itself, or ``eot_samples`` fresh draws of a randomised one."""
+        if not self.defence.randomised:
+            return [self.defence]
+        return [self.defence.sample(self._rng) for _ in range(self.eot_samples)]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits at ``D(x)`` (averaged over the draws), ``(N, K)`` float32."""
+        x = np.asarray(x, np.float32)
+        draws = self.draws()
+        total = self.comp.logits(draws[0].forward(x))
+        for d in draws[1:]:
+            total = total + self.comp.logits(d.forward(x))
+        return total / np.float32(len(draws)) if len(draws) > 1 else total
+
+    def value_and_grad(
+        self, x: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits and loss at ``D(x)``, and the loss gradient mapped back to ``x``."""
+        x = np.asarray(x, np.float32)
+        draws = self.draws()
+        sums: list[np.ndarray] = []
+        for d in draws:
+            logits, loss, grad = self.comp.value_and_grad(d.forward(x), labels)
+            back = np.asarray(d.estimate_gradient(x, grad), np.float32)
+            parts = [logits, loss, back]
+            sums = parts if not sums else [s + p for s, p in zip(sums, parts, strict=True)]
+        if len(draws) > 1:
+            k = np.float32(len(draws))
+            sums = [s / k for s in sums]
+        return sums[0], sums[1], sums[2]
+
+
+def worse(
+    src: GradientSource, adv: np.ndarray, labels: np.ndarray, target: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """How bad ``adv`` is for the defender, per image, as seen through ``src``.
+
+    Returns
+    -------
+    fooled : np.ndarray
+        ``(N,)`` bool: misclassified (untargeted) or classified as ``target``.
+    loss : np.ndarray
+        ``(N,)`` float32: the cross-entropy of the true class (untargeted),
+        or minus that of the target (targeted); larger is worse.
+    """
+    y = labels if target is None else np.full(len(adv), target, np.int32)
+    logits, loss, _ = src.value_and_grad(adv.astype(np.float32), y)
+    pred = logits.argmax(axis=1)
+    if target is None:
+        return pred != labels, loss
+    return pred == target, -loss
+
+
+def describe(defence: Defence | None, eot_samples: int = 1) -> str:
+    """How the attacker got through ``defence``, for a results row or a caption.
+
+    ``"none"`` without a defence; else the backward pass (``"exact"``,
+    ``"bpda-identity"``, ...) and, for a randomised defence, the EOT draws,
+    e.g. ``"exact, EOT over 8 draws"``.
+    """
+    if defence is None:
+        return "none"
+    if not defence.randomised:
+        return defence.backward
+    return f"{defence.backward}, EOT over {eot_samples} draw{'s' if eot_samples != 1 else ''}"
+
+
+def check_restarts(params: object, restarts: int, title: str) -> None:
+    """Raise :class:`ParamError` if ``params`` cannot restart (no random start)."""
+    if restarts > 1 and not getattr(params, "random_start", False):
+        raise ParamError(
+            f"{title}: 'restarts' > 1 needs an attack with a random start "
+            f"(PGD with random_start=true); got restarts={restarts}."
+        )
