@@ -158,6 +158,9 @@ class Defence:
     backward : str
         Which backward pass :meth:`estimate_gradient` is: :data:`BACKWARD_EXACT`
         or :data:`BACKWARD_BPDA` (a results row records it with the threat model).
+    mirrors : bool
+        Whether the output is the input mirrored left-right (WebP + flip):
+        comparisons with the original image flip it back first.
     randomised : bool
         Whether the defence draws random numbers: then :meth:`sample` gives one
         draw of it, a deterministic defence, and an EOT attacker averages its
@@ -171,6 +174,7 @@ class Defence:
     differentiable: ClassVar[bool] = False
     backward: ClassVar[str] = BACKWARD_BPDA
     randomised: ClassVar[bool] = False
+    mirrors: ClassVar[bool] = False
     #: Whether what happens to an image depends on its place in the batch (random draws):
     #: then :func:`apply_batch` hands the whole batch to :meth:`_batch`.
     batchwise: ClassVar[bool] = False

@@ -78,6 +78,11 @@ class Chain(Defence):
         return "+".join(dict.fromkeys(kinds)) or BACKWARD_EXACT
 
     @property
+    def mirrors(self) -> bool:  # type: ignore[override]
+        """True when an odd number of members mirror (two flips cancel)."""
+        return sum(m.mirrors for m in self.defences) % 2 == 1
+
+    @property
     def randomised(self) -> bool:  # type: ignore[override]
         """True if any member is randomised."""
         return any(m.randomised for m in self.defences)

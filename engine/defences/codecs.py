@@ -66,6 +66,11 @@ class WebPFlip(Defence):
     TITLE: ClassVar[str] = "WebP + flip"
     LABEL: ClassVar[str] = "WebP+flip"
 
+    @property
+    def mirrors(self) -> bool:  # type: ignore[override]
+        """True when ``flip`` is on: the output is the input mirrored left-right."""
+        return self.flip
+
     def _filter(self, img: np.ndarray) -> np.ndarray:
         out = _codec(img, ".webp", self.quality)
         return np.ascontiguousarray(out[:, ::-1]) if self.flip else out

@@ -53,7 +53,6 @@ __all__ = [
     "LABEL_FROM_MODEL",
     "LABEL_TRUE",
     "MAX_GAIN",
-    "MIRRORING",
     "TOP_K",
     "LabResult",
     "Prediction",
@@ -69,16 +68,13 @@ LABEL_FROM_MODEL = "model's clean prediction"
 TOP_K = 5
 #: Largest gain accepted for the perturbation view.
 MAX_GAIN = 255.0
-#: Defences that can mirror the image left-right -> the switch (a bool parameter)
-#: that turns their mirror on. Read by :func:`mirrors` only.
-MIRRORING: dict[str, str] = {"webp_flip": "flip"}
 
 
 def mirrors(defence: dfn.Defence) -> bool:
     """Whether a defence's output is its input mirrored left-right.
 
-    A chain mirrors when an odd number of its members flip (two flips cancel).
-    The flipping members are those in :data:`MIRRORING` with their switch on.
+    The defence says so itself (:attr:`engine.defences.Defence.mirrors`): a
+    chain mirrors when an odd number of its members flip (two flips cancel).
 
     Examples
     --------
@@ -87,9 +83,7 @@ def mirrors(defence: dfn.Defence) -> bool:
     >>> mirrors(dfn.Chain((dfn.WebPFlip(), dfn.MedianBlur(), dfn.WebPFlip())))
     False
     """
-    members = defence.defences if isinstance(defence, dfn.Chain) else (defence,)
-    flips = sum(bool(getattr(m, MIRRORING[m.ID])) for m in members if m.ID in MIRRORING)
-    return flips % 2 == 1
+    return bool(defence.mirrors)
 
 
 def _aligned(defended: np.ndarray, mirrored: bool) -> np.ndarray:

@@ -21,7 +21,6 @@ from engine.lab import (
     IMAGES_PER_BATCH,
     LABEL_FROM_MODEL,
     LABEL_TRUE,
-    MIRRORING,
     THREAT_CLEAN,
     THREAT_TRANSFER,
     LabResult,
@@ -200,8 +199,8 @@ def test_mirrors_counts_the_flips_of_a_chain():
     assert mirrors(dfn.Chain((plain, dfn.MedianBlur(), web)))
     assert not mirrors(dfn.Chain((web, dfn.MedianBlur(), web)))  # two flips cancel
     assert mirrors(dfn.Chain((web, plain, web, web)))
-    for defence_id, switch in MIRRORING.items():  # names a real defence and its switch
-        assert switch in {p.name for p in dfn.REGISTRY[defence_id].PARAMS}
+    # only WebP + flip mirrors among the registered defences, at their defaults
+    assert {i for i, cls in dfn.REGISTRY.items() if cls().mirrors} == {"webp_flip"}
 
 
 @pytest.fixture(scope="module")
