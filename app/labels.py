@@ -39,6 +39,7 @@ __all__ = [
     "format_value",
     "param_help",
     "setting_label",
+    "setting_phrase",
 ]
 
 #: Axis title for attack budgets (the engine's one pixel convention, see :mod:`engine`).
@@ -264,6 +265,12 @@ def setting_label(key: str) -> str:
         inner = ", ".join(f"{k}={format_value(v)}" for k, v in m.params.items())
         parts.append(f"{name} {inner}" if inner else name)
     return " → ".join(parts)
+
+
+def setting_phrase(key: str) -> str:
+    """A setting's name inside a sentence: ``"no defence"``, else :func:`setting_label`."""
+    label = setting_label(key)
+    return "no defence" if label == "No defence" else label
 
 
 def param_help(family: str, name: str) -> str:

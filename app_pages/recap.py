@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from app import catalog, charts, labels, views
-from engine.evaluation import query
+from engine.evaluation import query, sanity
 from engine.images import thumbnail
 from ui import common, widgets
 
@@ -35,6 +37,22 @@ classes = list(manifest.get("model", {}).get("classes") or [])
 if not query.attacked(df):
     st.info(widgets.NO_ATTACKED_ROWS)
     st.stop()
+findings: list[sanity.Finding] = []
+with common.friendly_errors("The sanity checks could not run on this table"):
+    findings = sanity.check(
+        df, classes=classes, setting_name=labels.setting_phrase, attack_name=labels.attack_title
+    )
+
+
+def sanity_notes(chart: str, **shown: Any) -> int:
+    """The sanity findings about the chart above (Carlini et al. 2019), in plain words."""
+    notes = [f for f in findings if f.concerns(chart, **shown)]
+    for f in notes:
+        box = st.warning if f.severity == "warning" else st.info
+        box(f"**{sanity.CHECKS[f.check].title}.** {f.explanation}", icon="🔎")
+    return len(notes)
+
+
 top = st.columns([1, 1, 2])
 attack = top[0].selectbox(
     "Attack", query.attacked(df), format_func=labels.attack_title, key="recap_attack"
@@ -92,6 +110,11 @@ with tabs[0], common.friendly_errors("This chart cannot be drawn"):
                 "PGD does not give up that way. A curve that climbs at large ε is a "
                 "weakness of the attack, not robustness of the model."
             )
+        st.markdown("**Sanity checks of this chart** (on accuracy; Carlini et al. 2019)")
+        if not sanity_notes(sanity.CHART_EPS, attack=attack, defence_keys=chosen):
+            st.caption("The checks find nothing to flag on these curves.")
+        with st.expander(f"For researchers: all {len(findings)} findings on this table"):
+            st.dataframe(sanity.findings_table(findings), hide_index=True)
         shown = df[(df["attack"] == attack) & df["defence_key"].isin(chosen)]
         st.download_button(
             "Download these rows (CSV)",
@@ -170,6 +193,9 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
                 key="recap_cmb_chart",
                 filename=f"{entry.key}_confusion_patient",
             )
+    sanity_notes(
+        sanity.CHART_CONFUSION, attack=attack, defence_keys=[row["defence_key"]], eps=row["eps"]
+    )
 
 
 with tabs[5], common.friendly_errors("The per-image records cannot be shown"):

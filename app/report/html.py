@@ -74,7 +74,7 @@ import engine
 from app.report.section import ReportSection, section_html
 from app.report.text import check_str, escape, markdown_to_html
 from engine.errors import ParamError
-from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, explain
+from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, explain, is_adaptive
 
 __all__ = [
     "CSP",
@@ -295,7 +295,7 @@ def _threat_section(labels: list[str]) -> str:
         )
         items = "".join(f"<dt>{escape(lab)}</dt><dd>{escape(explain(lab))}</dd>" for lab in labels)
         parts.append(f'<dl class="threats">{items}</dl>')
-        if THREAT_ADAPTIVE not in labels and any(lab != THREAT_CLEAN for lab in labels):
+        if not any(map(is_adaptive, labels)) and any(lab != THREAT_CLEAN for lab in labels):
             parts.append(
                 _box(
                     "No adaptive attack in this report",

@@ -1,7 +1,9 @@
 """The dashboard's robustness report: headline, recap charts, trade-off, an example, credits.
 
 :func:`robustness_report` assembles the parts a user picks (:data:`REPORT_PARTS`)
-from a sweep's results table with :mod:`app.views` and :mod:`app.charts`, and
+from a sweep's results table with :mod:`app.views` and :mod:`app.charts`, with
+the sanity findings (:mod:`engine.evaluation.sanity`) under the chart each
+concerns and all of them in a section of their own, and
 hands them to the generic builder (:func:`app.report.html.build_report`) with
 the dataset's credit line (:func:`dataset_credit`) and the provenance of the
 model and the results (:func:`bundle_provenance`, :func:`manifest_provenance`).
@@ -17,14 +19,14 @@ from plotly.basedatatypes import BaseFigure
 
 from app import charts, labels, views
 from app.report.html import build_report
-from app.report.section import ReportImage, ReportSection
+from app.report.section import ReportImage, ReportNote, ReportSection
 from engine.attacks import DEFAULT_ATTACK
 from engine.bundle import BundleMeta
 from engine.datasets import get_dataset
 from engine.errors import ParamError
-from engine.evaluation import query
+from engine.evaluation import query, sanity
 from engine.evaluation.keys import NO_DEFENCE
-from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
+from engine.threat import is_adaptive
 
 if TYPE_CHECKING:  # engine.lab's types only; the report never runs a model
     from engine.lab import LabResult, Prediction
@@ -144,6 +146,7 @@ REPORT_PARTS: dict[str, str] = {
     "two_panel": "Model and patient view (seed 001)",
     "tradeoff": "Defence trade-off",
     "confusion": "Confusion matrices under attack",
+    "sanity": "Sanity checks of the results",
     "example": "A live example",
 }
 
@@ -197,7 +200,18 @@ def robustness_report(
     h = views.headline(df, attack=attack, eps=eps)
     used = h["eps"]
     att = labels.attack_title(attack)
-    threats = [THREAT_CLEAN, THREAT_TRANSFER]
+    threats = [str(t) for t in dict.fromkeys(df["threat_model"])]
+    classes = list(manifest.get("model", {}).get("classes") or meta.classes)
+    findings = (
+        sanity.check(
+            df,
+            classes=classes,
+            setting_name=labels.setting_phrase,
+            attack_name=labels.attack_title,
+        )
+        if "sanity" in parts
+        else []
+    )
     note = f" ({h['note']})" if h["note"] else ""
     sections: list[ReportSection] = []
     if "headline" in parts:
@@ -254,9 +268,9 @@ def robustness_report(
     }
     for part, (heading, text, draw) in charted.items():
         if part in parts:
-            sections.append(ReportSection(heading, text, figures=[draw()]))
+            notes = _notes(findings, sanity.CHART_EPS, attack, keys) if part == "accuracy" else []
+            sections.append(ReportSection(heading, text, figures=[draw()], notes=notes))
     if "confusion" in parts:
-        classes = list(manifest.get("model", {}).get("classes") or meta.classes)
         figs = []
         for key in keys[:2]:
             row = query.find_row(df, attack, used, key)
@@ -273,16 +287,20 @@ def robustness_report(
                 "Confusion matrices under attack",
                 "Rows are the true class, columns what the model said.",
                 figures=figs,
+                notes=_notes(findings, sanity.CHART_CONFUSION, attack, keys[:2], used),
             )
         )
+    if "sanity" in parts:
+        sections.append(_sanity_section(findings))
     if "example" in parts and example is not None:
         sections.append(_example_section(example))
     spec = get_dataset(meta.dataset_id)
     caveats = [c for c in (spec.caveat, meta.notes) if c]
-    caveats.append(
-        "Robustness numbers come from attacks crafted on the undefended model; an attacker "
-        "who knows the defence (adaptive attack) usually does better."
-    )
+    if not any(is_adaptive(t) for t in threats):
+        caveats.append(
+            "Robustness numbers come from attacks crafted on the undefended model; an attacker "
+            "who knows the defence (adaptive attack) usually does better."
+        )
     provenance = {**bundle_provenance(meta), **manifest_provenance(manifest)}
     return build_report(
         title=title,
@@ -294,6 +312,53 @@ def robustness_report(
         caveats=caveats,
         generated_at=generated_at,
     )
+
+
+def _notes(
+    findings: Sequence[sanity.Finding],
+    chart: str,
+    attack: str,
+    keys: Sequence[str],
+    eps: float | None = None,
+) -> list[ReportNote]:
+    """The findings about one chart (its attack, settings and budget), as notes under it."""
+    return [
+        ReportNote(f"**{sanity.CHECKS[f.check].title}.** {f.explanation}", f.severity == "warning")
+        for f in findings
+        if f.concerns(chart, attack=attack, defence_keys=keys, eps=eps)
+    ]
+
+
+def _sanity_section(findings: Sequence[sanity.Finding]) -> ReportSection:
+    """The "Sanity checks" part: what each check asks, then every finding of the table."""
+    warnings = sum(f.severity == "warning" for f in findings)
+    text = (
+        "Before a robustness number can be trusted, the results must pass a few checks "
+        "(Carlini et al. 2019, *On Evaluating Adversarial Robustness*): a stronger attack "
+        "never does less harm, a many-step attack beats a single step, an attacker who knows "
+        "the defence beats one who does not, and a very strong attack brings accuracy down to "
+        "what a model without skill scores. "
+        + (
+            f"**{warnings}** of the **{len(findings)}** findings below say that a number "
+            "should not be trusted as it stands; the notes under the charts above point out "
+            "the ones about what those charts show."
+            if findings
+            else "These results pass every check."
+        )
+    )
+    table = pd.DataFrame(
+        {
+            "Check": [sanity.CHECKS[f.check].title for f in findings],
+            "Attack": [labels.attack_title(f.attack) if f.attack else "all" for f in findings],
+            "Setting": [
+                labels.setting_label(f.defence_key) if f.defence_key else "all" for f in findings
+            ],
+            "Threat model": [f.threat_model or "all" for f in findings],
+            "ε": [", ".join(labels.format_value(e) for e in f.eps) for f in findings],
+            "Finding": [f.message for f in findings],
+        }
+    )
+    return ReportSection("Sanity checks of the results", text, table=table if findings else None)
 
 
 def _example_section(example: LabResult) -> ReportSection:

@@ -1,4 +1,4 @@
-"""One section of a report and the HTML of its parts: cards, text, charts, images, table."""
+"""One section of a report and the HTML of its parts: cards, text, charts, notes, images, table."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.report.text import check_str, escape, markdown_to_html
 from engine.errors import ParamError
 from engine.images import as_rgb_uint8, encode_png
 
-__all__ = ["ReportImage", "ReportSection", "headline_cards", "section_html"]
+__all__ = ["ReportImage", "ReportNote", "ReportSection", "headline_cards", "section_html"]
 
 _PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
 
@@ -55,10 +55,34 @@ class ReportImage:
 
 
 @dataclass(frozen=True)
+class ReportNote:
+    """A short note shown in a box right under a section's charts (e.g. a sanity finding).
+
+    Parameters
+    ----------
+    text_md : str
+        One or two sentences in the Markdown subset of :func:`markdown_to_html`.
+    warning : bool, default=True
+        Shown in the warning colours; ``False`` for a plain remark (a baseline).
+
+    Raises
+    ------
+    ParamError
+        When ``text_md`` is not a non-empty string.
+    """
+
+    text_md: str
+    warning: bool = True
+
+    def __post_init__(self) -> None:
+        check_str(self.text_md, "ReportNote.text_md", nonempty=True)
+
+
+@dataclass(frozen=True)
 class ReportSection:
     """One section of a report; it starts on a new page when printed.
 
-    Parts are shown in this order: headline cards, text, charts, images, table.
+    Parts are shown in this order: headline cards, text, charts, notes, images, table.
 
     Parameters
     ----------
@@ -76,6 +100,8 @@ class ReportSection:
         shown unless it is the default ``0..n-1`` range.
     cards : sequence of (label, value, footnote), default=()
         Headline numbers (see :func:`headline_cards`).
+    notes : sequence of ReportNote, default=()
+        Boxes right under the charts, about what they show.
 
     Raises
     ------
@@ -89,6 +115,7 @@ class ReportSection:
     images: Sequence[ReportImage] = ()
     table: pd.DataFrame | None = None
     cards: Sequence[tuple[str, str, str]] = ()
+    notes: Sequence[ReportNote] = ()
 
     def __post_init__(self) -> None:
         check_str(self.heading, "ReportSection.heading", nonempty=True)
@@ -96,6 +123,7 @@ class ReportSection:
         for name, items, kind in (
             ("figures", self.figures, BaseFigure),
             ("images", self.images, ReportImage),
+            ("notes", self.notes, ReportNote),
         ):
             if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
                 raise ParamError(
@@ -217,6 +245,11 @@ def section_html(section: ReportSection, number: int, fig_counter: Iterator[int]
     if section.text_md.strip():
         parts.append(f'<div class="text">{markdown_to_html(section.text_md)}</div>')
     parts.extend(_figure_html(fig, next(fig_counter)) for fig in section.figures)
+    parts.extend(
+        f'<div class="box{" warning" if note.warning else ""} note">'
+        f"{markdown_to_html(note.text_md)}</div>"
+        for note in section.notes
+    )
     if section.images:
         parts.append(
             '<div class="images">' + "".join(_image_html(im) for im in section.images) + "</div>"

@@ -36,8 +36,9 @@ Threat model
 Every row says who knew what in ``threat_model``: ``"clean (no attack)"`` for
 ``eps = 0``; ``"crafted on the undefended model, tested through the
 defence"`` for attacked rows (the attacker does not know the defence; an
-adaptive attacker does better, Athalye et al. 2018). Adaptive (BPDA) rows
-will say ``"adaptive (through the defence)"``.
+adaptive attacker does better, Athalye et al. 2018). Adaptive rows name what
+they were crafted through (:func:`engine.threat.adaptive_label`, e.g.
+``"adaptive: crafted through the defence (BPDA identity, EOT 8)"``).
 
 Output folder
 -------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.defences import from_spec
 from engine.errors import ImageError, ParamError
 from engine.evaluation.results import load_results
 from engine.images import wipe
+from engine.threat import adaptive_label
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
@@ -169,7 +171,7 @@ def test_demo_case_without_defences(chest):
 # --------------------------------------------------------------------------- report
 
 
-@pytest.mark.parametrize("parts", [["headline", "tradeoff"], ["confusion"]])
+@pytest.mark.parametrize("parts", [["headline", "tradeoff"], ["confusion"], ["sanity"]])
 def test_robustness_report_has_only_the_chosen_parts(chest, parts):
     df, manifest = chest
     html_text = robustness_report(
@@ -186,6 +188,7 @@ def test_robustness_report_has_only_the_chosen_parts(chest, parts):
         "two_panel": "Model and patient view",
         "tradeoff": "Defence trade-off",
         "confusion": "Confusion matrices under attack",
+        "sanity": "Sanity checks of the results",
         "example": "A live example",
     }
     assert set(headings) == set(REPORT_PARTS)
@@ -193,6 +196,61 @@ def test_robustness_report_has_only_the_chosen_parts(chest, parts):
         present = f"<h2>{heading}</h2>" in html_text
         assert present == (part in parts), part
     assert "Test report" in html_text
+
+
+def _sections(html_text: str) -> dict[str, str]:
+    """Each report section's HTML by its heading."""
+    parts = re.findall(
+        r'<section class="page" id="section-\d+">\n<h2>(.*?)</h2>(.*?)</section>', html_text, re.S
+    )
+    return dict(parts)
+
+
+def test_robustness_report_puts_the_sanity_findings_beside_their_charts(chest):
+    df, manifest = chest
+    parts = ["accuracy", "confusion", "sanity"]
+    html_text = robustness_report(
+        df=df, manifest=manifest, meta=read_meta(MODEL), title="t", parts=parts, attack="fgsm"
+    )
+    sections = _sections(html_text)
+    accuracy = sections["Accuracy against attack strength"]
+    rise = (
+        "With no defence, the FGSM attack leaves 49.4 % of the images correct at strength 16 "
+        "but only 0.0 % at strength 2."
+    )
+    note = accuracy.index('<div class="box warning note"><p><strong>Accuracy does not rise')
+    assert accuracy.index('class="figure"') < note < accuracy.index(rise)
+    assert "62.5 % of the test images are PNEUMONIA" in accuracy
+    # the seed chain's flat line is the majority-class rate, not robustness
+    assert "With NLM → Bilateral → Guided, the model answers “PNEUMONIA” for 99.5 %" in accuracy
+    # the confusion part shows ε = 8: no note about other budgets
+    assert "box warning note" not in sections["Confusion matrices under attack"]
+    table = sections["Sanity checks of the results"]
+    assert "findings below say that a number should not be trusted" in table
+    assert "FGSM, no defence, transfer: accuracy rises from 0.0 % at ε = 2 to 49.4 % at" in table
+    assert "<td>2, 16</td>" in table
+    # without the sanity part, no notes either
+    plain = robustness_report(
+        df=df, manifest=manifest, meta=read_meta(MODEL), title="t", parts=parts[:2]
+    )
+    assert "box warning note" not in plain and rise not in plain
+
+
+def test_robustness_report_names_an_adaptive_threat_model(chest):
+    df, manifest = chest
+    label = adaptive_label("BPDA identity")
+    adaptive = df[(df["attack"] == "pgd") & (df["eps"] == 8)].assign(threat_model=label)
+    adaptive["accuracy"] = 0.0
+    html_text = robustness_report(
+        df=pd.concat([df, adaptive], ignore_index=True),
+        manifest=manifest,
+        meta=read_meta(MODEL),
+        title="t",
+        parts=["sanity"],
+    )
+    assert f"<dt>{label}</dt>" in html_text
+    assert "No adaptive attack in this report" not in html_text
+    assert "Robustness numbers come from attacks crafted on the undefended model" not in html_text
 
 
 def test_robustness_report_rejects_unknown_parts(chest):

@@ -26,9 +26,10 @@ from app.report import (
     manifest_provenance,
     markdown_to_html,
 )
+from app.report.section import ReportNote
 from engine.bundle import BundleMeta
 from engine.errors import ImageError, ParamError
-from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, explain
+from engine.threat import THREAT_ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER, adaptive_label, explain
 
 EVIL = "<script>alert(1)</script>"
 VOID = {"meta", "img", "br", "hr", "input", "link", "col", "area", "base", "source", "wbr"}
@@ -195,6 +196,13 @@ def test_warns_when_no_adaptive_attack():
     assert warning not in _report(threat_models=[THREAT_TRANSFER, THREAT_ADAPTIVE])
     assert warning not in _report(threat_models=[THREAT_CLEAN])
     assert "no attack results" in _report(threat_models=[])
+
+
+def test_an_adaptive_label_naming_its_stand_in_counts_as_adaptive():
+    label = adaptive_label("BPDA identity", eot=8)
+    doc = _report(threat_models=[THREAT_TRANSFER, label])
+    assert "No adaptive attack in this report" not in doc
+    assert f"<dt>{label}</dt><dd>{explain(label)}</dd>" in doc
 
 
 def test_duplicate_threat_labels_explained_once():
@@ -426,6 +434,28 @@ def test_bad_section_parts_rejected():
         ReportSection("x", images=[np.zeros((2, 2, 3), np.uint8)])
     with pytest.raises(ParamError, match=r"table must be a pandas DataFrame"):
         ReportSection("x", table=[[1, 2]])
+
+
+def test_notes_sit_under_the_charts():
+    notes = [ReportNote("Accuracy **rises** with ε."), ReportNote("Baseline 62.5 %.", False)]
+    image = ReportImage("x", _noise(3))
+    doc = _report([_section(text_md="Intro.", figures=[_figure()], notes=notes, images=[image])])
+    body = _outside_plotly_library(doc)
+    warning = body.index('<div class="box warning note"><p>Accuracy <strong>rises</strong> with')
+    plain = body.index('<div class="box note"><p>Baseline 62.5 %.</p></div>')
+    assert body.index('id="figure-1"') < warning < plain < body.index("<figure><img")
+    assert _parse(doc).errors == []
+    evil = _report([_section(notes=[ReportNote(EVIL)])])
+    assert EVIL not in evil and '<div class="box warning note"><p>&lt;script&gt;' in evil
+
+
+def test_bad_notes_rejected():
+    with pytest.raises(
+        ParamError, match=r"ReportSection\.notes\[0\] must be a ReportNote \(got str\)"
+    ):
+        ReportSection("x", notes=["a note"])
+    with pytest.raises(ParamError, match=r"ReportNote\.text_md must not be empty"):
+        ReportNote(" ")
 
 
 def test_bad_cards_rejected():

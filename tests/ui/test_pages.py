@@ -131,6 +131,31 @@ def test_recap_draws_its_charts():
     assert not at.exception
 
 
+def test_recap_shows_the_sanity_findings_beside_their_charts():
+    at = open_app("app_pages/recap.py")
+    fgsm_rise = (
+        "With no defence, the FGSM attack leaves 49.4 % of the images correct at strength 16 "
+        "but only 0.0 % at strength 2."
+    )
+    warnings = [plain(t) for t in texts(at.warning)]
+    assert any(fgsm_rise in t and "trust the many-step attack (PGD)" in t for t in warnings)
+    baseline = "62.5 % of the test images are PNEUMONIA"
+    assert any(baseline in t for t in texts(at.info))
+    researchers = [e for e in at.expander if e.label.startswith("For researchers: all ")]
+    assert len(researchers) == 1
+    # the notes follow the chart: PGD on the undefended model falls to 0 % and stays there
+    at.selectbox(key="recap_attack").set_value("pgd").run()
+    assert not at.exception
+    assert not [t for t in texts(at.warning) if fgsm_rise in plain(t)]
+    assert any(baseline in t for t in texts(at.info))
+    # the confusion tab: the seed chain calls nearly every clean X-ray pneumonia
+    at.selectbox(key="recap_cm_family").set_value("nlm+bilateral+guided").run()
+    at.slider(key="recap_cm_eps").set_value(0.0).run()
+    assert not at.exception
+    collapse = [plain(t) for t in texts(at.warning) if "when nobody attacks" in t]
+    assert collapse and "answers “PNEUMONIA” for 99.5 % of the images" in collapse[0]
+
+
 def test_recap_maps_a_budget_to_the_nearest_precomputed_one():
     at = open_app("app_pages/recap.py")
     at.slider(key="recap_trade_eps").set_value(5.0).run()
