@@ -376,6 +376,15 @@ def _example_section(example: LabResult) -> ReportSection:
             ReportImage("Original", example.original, says(example.pred_clean)),
             ReportImage("Perturbation (amplified)", example.perturbation_view),
             ReportImage("Attacked", example.adversarial, says(example.pred_adv)),
-            ReportImage("Defended", example.defended, says(example.pred_defended)),
+            ReportImage(
+                "Defended",
+                example.defended,
+                says(example.pred_defended)
+                + (
+                    "; mirrored left-right by the defence, as the model sees it"
+                    if example.mirrored
+                    else ""
+                ),
+            ),
         ],
     )

@@ -316,3 +316,34 @@ def test_setting_for_matches_live_defences_to_the_grid(chest):
     assert key.startswith("nlm:") and "not precomputed" in note
     key, note = views.setting_for(df, [{"id": "bit_depth", "params": {}}], attack="fgsm")
     assert key is None and "not in the precomputed grid" in note
+
+
+def test_report_example_says_when_the_defended_image_is_mirrored():
+    from engine import datasets
+    from engine.defences import WebPFlip
+    from engine.lab import run_lab
+    from engine.models import load_bundle
+
+    synthetic = ROOT / "assets" / "models" / "synthetic__tiny"
+    df, manifest = load_results(ROOT / "assets" / "results" / "synthetic__tiny")
+    bundle = load_bundle(synthetic)
+    image, label = datasets.render_synthetic(0, "test", 3)
+    note = "mirrored left-right by the defence, as the model sees it"
+    for flip in (True, False):
+        example = run_lab(
+            bundle.model,
+            bundle.meta.classes,
+            image,
+            label=label,
+            attack_params={"eps": 8},
+            defence=WebPFlip(flip=flip),
+        )
+        html_text = robustness_report(
+            df=df,
+            manifest=manifest,
+            meta=read_meta(synthetic),
+            title="t",
+            parts=["example"],
+            example=example,
+        )
+        assert (note in html_text) is flip
