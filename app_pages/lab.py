@@ -14,6 +14,7 @@ from engine.datasets.synthetic import SPLIT_SIZES as SYNTHETIC_SPLIT_SIZES
 from engine.errors import EngineError
 from engine.evaluation import query
 from engine.images import ALLOWED_FORMATS, decode_image, encode_png, wipe
+from engine.lab import LiveAttacker
 from engine.params import declaration
 from ui import common, widgets
 
@@ -41,6 +42,7 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "Median blur": [{"id": "median", "params": {}}],
     "No defence": [],
 }
+ADAPTIVE_SWITCH = "The attacker knows the defence"
 #: The recap's best defence at FGSM ε = 8 leads the presets when results exist.
 DEMO_ATTACK, DEMO_EPS = "fgsm", 8.0
 
@@ -200,6 +202,17 @@ def pick_defence() -> list[dict[str, Any]]:
     return members
 
 
+def pick_attacker(chain: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the attacker knows the defence, and its EOT draws when the defence is random."""
+    switch = declaration(LiveAttacker, "adaptive")
+    adaptive = bool(widgets.param_widget(switch, key="lab_adaptive", label=ADAPTIVE_SWITCH))
+    if not (adaptive and any(defences.REGISTRY[m["id"]].randomised for m in chain)):
+        return {"adaptive": adaptive, "eot_samples": None}
+    draws = declaration(LiveAttacker, "eot_samples")
+    eot = widgets.param_widget(draws, key="lab_eot", label="EOT draws per step")
+    return {"adaptive": True, "eot_samples": int(eot)}
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _run_lab(
     model_dir: str,
@@ -209,18 +222,25 @@ def _run_lab(
     attack: str,
     params: dict[str, Any],
     chain: list[dict[str, Any]],
+    attacker: dict[str, Any],
 ) -> Any:
     spec_arg: Any = chain if len(chain) > 1 else (chain[0] if chain else None)
-    return common.worker().lab(
-        model_dir, image, label=label, attack=attack, attack_params=params, defence=spec_arg
-    )
+    kwargs = {"label": label, "attack": attack, "attack_params": params, "defence": spec_arg}
+    return common.worker().lab(model_dir, image, **kwargs, **attacker)
 
 
 # --------------------------------------------------------------------------- results
 def verdict(res: Any) -> None:
     clean, adv, dfd = res.pred_clean, res.pred_adv, res.pred_defended
     name = res.classes
-    if not res.flipped:
+    if res.adaptive and res.defence != "None":  # aimed at the defended model, not the bare one
+        held = dfd.label == clean.label
+        (st.success if held else st.error)(
+            f"The attacker knew the defence ({res.defence_title}) and attacked through it: "
+            f"after the defence the model says **{name[dfd.label]}**"
+            + (" as before: it held." if held else f", not {name[clean.label]}: it did not hold.")
+        )
+    elif not res.flipped:
         st.info(
             f"The attack did **not** change the prediction ({name[clean.label]}) at "
             f"ε = {res.attack_params.get('eps', 0):g}. Try a larger ε or PGD."
@@ -240,6 +260,7 @@ def verdict(res: Any) -> None:
             f"The model already gets this image wrong without any attack "
             f"(true class {name[res.true_label]})."
         )
+    common.threat_badge(res.threat_model)
 
 
 def recap_context(res: Any) -> None:
@@ -248,6 +269,13 @@ def recap_context(res: Any) -> None:
     if loaded is None:
         return
     df = loaded[0]
+    transfer_only = not any(threat.is_adaptive(str(t)) for t in df["threat_model"].unique())
+    if res.adaptive and transfer_only:
+        st.info(
+            "The result above is for an attacker who knows the defence; the precomputed curve "
+            "below is for an attacker who does not know the defence (transfer), so the defence "
+            "looks stronger there than it is against this attacker."
+        )
     if res.attack not in query.attacked(df):
         st.caption(f"No precomputed curve for {res.attack_title} on this model.")
         return
@@ -298,12 +326,12 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
 
     cols = st.columns(4)
     cols[0].image(res.original, caption=f"Original · {label_of(res.pred_clean)}", width="stretch")
-    cols[1].image(
-        res.perturbation_view,
-        caption=f"Perturbation ×{res.perturbation_gain:g}",
-        width="stretch",
+    gain = f"Perturbation ×{res.perturbation_gain:g}"
+    cols[1].image(res.perturbation_view, caption=gain, width="stretch")
+    how = "through the defence" if res.adaptive else "on the undefended model"
+    cols[2].image(
+        res.adversarial, caption=f"Attacked {how} · {label_of(res.pred_adv)}", width="stretch"
     )
-    cols[2].image(res.adversarial, caption=f"Attacked · {label_of(res.pred_adv)}", width="stretch")
     mirror_note = (
         " · mirrored left-right by the defence, as the model sees it (the comparisons "
         "below flip it back to line up with the original)"
@@ -321,13 +349,9 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
         f"{res.original_size[1]}×{res.original_size[0]}). Perturbation: {res.perturbation_scale}."
     )
 
-    bars = st.columns(3)
-    for col, pred, title in zip(
-        bars,
-        (res.pred_clean, res.pred_adv, res.pred_defended),
-        ("Original", "Attacked", "Defended"),
-        strict=True,
-    ):
+    preds = (res.pred_clean, res.pred_adv, res.pred_defended)
+    titles = ("Original", "Attacked", "Defended")
+    for col, pred, title in zip(st.columns(3), preds, titles, strict=True):
         with col:
             st.plotly_chart(
                 charts.topk_bars(pred.probs, name, k=3, title=title, true_label=res.true_label),
@@ -347,11 +371,7 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
     )
     pos = c1.slider("Split position", 0, 100, 50, key="lab_wipe")
     # like with like: a mirrored defended image is flipped back to line up with the others
-    images = {
-        "original": res.original,
-        "attacked": res.adversarial,
-        "defended": res.defended_aligned,
-    }
+    images = dict(original=res.original, attacked=res.adversarial, defended=res.defended_aligned)
     left, right = (s.strip() for s in pair.split("|"))
     c2.image(
         wipe(images[left], images[right], pos / 100),
@@ -410,7 +430,6 @@ def show(res: Any, caption: str, round_trip_ms: float) -> None:
             mime="image/png",
             key=f"lab_dl_{what}",
         )
-    common.threat_badge(res.threat_model)
     st.caption(
         "Accepted uploads: " + ", ".join(ALLOWED_FORMATS) + ". The recap curves say how "
         "often this works across the test set."
@@ -424,6 +443,7 @@ def lab_panel() -> None:
         image, label, caption = pick_image()
         attack, params = pick_attack()
         chain = pick_defence()
+        attacker = pick_attacker(chain)
         live = st.toggle(
             "Update as I move the controls",
             True,
@@ -455,6 +475,7 @@ def lab_panel() -> None:
                 attack,
                 params,
                 chain,
+                attacker,
             )
             st.session_state["lab_last"] = (res, caption, 1000 * (time.perf_counter() - t0))
             show(*st.session_state["lab_last"])
@@ -463,6 +484,7 @@ def lab_panel() -> None:
 lab_panel()
 st.caption(
     f"Model: {entry.title} ({meta.input_size} px). "
-    f"{threat.explain(threat.THREAT_TRANSFER)} "
+    f"{threat.TRANSFER.title}: {threat.TRANSFER.explanation} "
+    f"{threat.ADAPTIVE.title}: {threat.ADAPTIVE.explanation} "
     f"To train another backbone: `{catalog.train_command(entry.dataset_id, 'mobilenet_v3_small')}`."
 )

@@ -337,6 +337,8 @@ class ModelWorker:
         attack_params: Mapping[str, Any] | Any | None = None,
         defence: DefenceLike = None,
         gain: float | None = None,
+        adaptive: bool = False,
+        eot_samples: int | None = None,
         timeout: float | None = None,
     ) -> LabResult:
         """:func:`engine.lab.run_lab` on the bundle's model, in the child.
@@ -347,8 +349,9 @@ class ModelWorker:
             The bundle (its classes are taken from its metadata).
         image : np.ndarray
             One uint8 image of any size.
-        label, attack, attack_params, defence, gain
-            As for :func:`engine.lab.run_lab` (same defaults).
+        label, attack, attack_params, defence, gain, adaptive, eot_samples
+            As for :func:`engine.lab.run_lab` (same defaults): ``adaptive=True``
+            crafts the attack through ``defence`` (BPDA, EOT).
         timeout : float, optional
             Overrides the worker's timeout for this call.
 
@@ -357,7 +360,15 @@ class ModelWorker:
         engine.lab.LabResult
         """
         request = msg.LabRequest(
-            str(bundle_path), image, label, attack, attack_params, defence, gain
+            str(bundle_path),
+            image,
+            label,
+            attack,
+            attack_params,
+            defence,
+            gain,
+            adaptive,
+            eot_samples,
         )
         return self._request(request, timeout=timeout)
 

@@ -107,6 +107,8 @@ class LabRequest(BundleRequest["LabResult"]):
     attack_params: Mapping[str, Any] | Any | None
     defence: DefenceLike
     gain: float | None
+    adaptive: bool
+    eot_samples: int | None
 
 
 @dataclass(frozen=True, eq=False)

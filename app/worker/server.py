@@ -178,6 +178,8 @@ class _Server:
             attack_params=req.attack_params,
             defence=req.defence,
             gain=req.gain,
+            adaptive=req.adaptive,
+            eot_samples=req.eot_samples,
         )
 
     def sweep_batch(self, req: msg.SweepBatchRequest) -> SweepPart:

@@ -15,12 +15,18 @@ one metrics row per (eps, defence) cell; it runs in batches
 that a scheduler can interleave with other work, with the same result as one
 pass. :mod:`engine.lab.inputs` checks what both accept.
 
-Threat model
-------------
-Attacks are crafted on the **undefended** model and then tested through the
-defence (the transfer, "grey-box" setting): see :data:`engine.threat.THREAT_TRANSFER`. This
-overstates what a defence achieves against an attacker who knows it is there
-(Athalye, Carlini & Wagner 2018); see :mod:`engine.defences`.
+Threat models
+-------------
+By default attacks are crafted on the **undefended** model and then tested
+through the defence (the transfer, "grey-box" setting): see
+:data:`engine.threat.THREAT_TRANSFER`. This overstates what a defence achieves
+against an attacker who knows it is there (Athalye, Carlini & Wagner 2018);
+see :mod:`engine.defences`. ``run_lab(..., adaptive=True)`` is that attacker:
+the attack is crafted *through* the defence (exact gradients where it is
+differentiable, BPDA where it is not, EOT over
+:attr:`LiveAttacker.eot_samples` draws where it is randomised), and the
+result's ``threat_model`` is the adaptive label naming the backward pass
+(:func:`engine.threat.adaptive_label`). The mini sweep is transfer only.
 
 Importing this package is cheap: it never imports TensorFlow or Keras at
 import time (the dashboard runs the functions in a separate model worker
@@ -51,7 +57,14 @@ from engine.lab.batches import (
     combine_mini_sweep,
     plan_mini_sweep,
 )
-from engine.lab.inputs import DefenceLike, ProgressFn, check_labels, count_images, image_batch
+from engine.lab.inputs import (
+    DefenceLike,
+    LiveAttacker,
+    ProgressFn,
+    check_labels,
+    count_images,
+    image_batch,
+)
 from engine.lab.live import (
     LABEL_FROM_MODEL,
     LABEL_TRUE,
@@ -75,6 +88,7 @@ __all__ = [
     "TOP_K",
     "DefenceLike",
     "LabResult",
+    "LiveAttacker",
     "MiniSweepOptions",
     "Prediction",
     "ProgressFn",

@@ -10,6 +10,7 @@ batch with :func:`image_batch`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from engine import defences as dfn
 from engine.errors import ImageError, ModelError, ParamError
 from engine.images import resize_image
-from engine.params import as_dict
+from engine.params import as_dict, declared, param, validate
 
 if TYPE_CHECKING:
     from engine.attacks import AttackInfo
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DefenceLike",
+    "LiveAttacker",
     "ProgressFn",
     "as_defence",
     "attack_info",
@@ -38,6 +40,7 @@ __all__ = [
     "count_images",
     "image_batch",
     "input_hw",
+    "live_attacker",
 ]
 
 #: ``progress(done, total, message)``, called after each unit of work.
@@ -46,6 +49,56 @@ ProgressFn = Callable[[int, int, str], None]
 #: (``"nlm"``, ``"nlm+bilateral+guided"``), a spec from :func:`engine.defences.to_spec`
 #: (dict, or list of dicts for a chain) or a :class:`engine.defences.Defence`.
 DefenceLike = dfn.Defence | str | Mapping[str, Any] | Sequence[Any] | None
+
+
+@declared
+@dataclass(frozen=True, kw_only=True)
+class LiveAttacker:
+    """What the Live lab's attacker knows, declared once (the lab's switch and its EOT draws).
+
+    Parameters
+    ----------
+    adaptive : bool, default=False
+        The attacker knows the defence and crafts the attack through it
+        (``engine.attacks.run_attack(..., defence=D)``): the defence's exact
+        gradient where it is differentiable, the identity on the backward pass
+        where it is not (BPDA). ``False``: crafted on the undefended model
+        (transfer).
+    eot_samples : int, default=4
+        Draws of a *randomised* defence (random resize-and-pad) whose gradients
+        an adaptive attacker averages at every step (EOT), in [1, 32]; fresh
+        draws each step. Each draw costs one more gradient, so the live lab
+        keeps it small (the engine allows more,
+        :class:`engine.attacks.adaptive.AdaptiveParams`). Ignored for a
+        deterministic defence and for the transfer attacker.
+    """
+
+    adaptive: bool = param(
+        False,
+        help="Off: the attack is made on the model alone and the defence is applied "
+        "afterwards. On: the attacker knows the defence and attacks straight through it. "
+        "BPDA: where the defence has no usable gradient (a filter, a codec), the attacker "
+        "pretends it lets the image through unchanged when working out which way to push "
+        "the pixels. EOT: against a random defence, the attacker averages its push over "
+        "several random draws of the defence, so that it works whichever draw comes.",
+    )
+    eot_samples: int = param(
+        4,
+        1,
+        32,
+        1,
+        "Random draws of a randomised defence averaged at every attack step (EOT)",
+        widget="number",
+    )
+
+    def __post_init__(self) -> None:
+        validate(self, "Live lab attacker")
+
+
+def live_attacker(adaptive: object, eot_samples: object) -> LiveAttacker:
+    """The lab's attacker; ``eot_samples=None`` takes the declared default."""
+    values = {"adaptive": adaptive} | ({} if eot_samples is None else {"eot_samples": eot_samples})
+    return LiveAttacker(**values)  # type: ignore[arg-type]
 
 
 def input_hw(comp: Compiled) -> tuple[int, int]:

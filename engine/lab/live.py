@@ -6,7 +6,7 @@ crafts an adversarial version with a registered attack (through
 through a defence and reports the three predictions (:class:`Prediction`), the
 perturbation (raw and amplified for display), its size and the image
 similarity, with timings (:class:`LabResult`). See :mod:`engine.lab` for the
-threat model.
+threat models (transfer, or ``adaptive=True``: crafted through the defence).
 
 Like with like: a defence that mirrors the image (WebP + flip) would make
 every comparison with the original measure the mirror, not the defence (on
@@ -42,9 +42,10 @@ from engine.lab.inputs import (
     check_image,
     check_label,
     input_hw,
+    live_attacker,
 )
 from engine.params import as_dict, build
-from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
+from engine.threat import THREAT_CLEAN, THREAT_TRANSFER, adaptive_label
 
 if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
     import keras
@@ -195,8 +196,12 @@ class LabResult:
     defence_spec : dict or list
         :func:`engine.defences.to_spec` of the defence (JSON-able).
     threat_model : str
-        :data:`THREAT_TRANSFER`, or :data:`THREAT_CLEAN` when the budget is
-        below one grey level (nothing can change).
+        :data:`THREAT_TRANSFER` (crafted on the undefended model), the
+        adaptive label of :func:`engine.threat.adaptive_label` naming the
+        defence's backward pass and EOT draws (crafted through the defence,
+        e.g. ``"adaptive: crafted through the defence (bpda-identity)"``), or
+        :data:`THREAT_CLEAN` when the budget is below one grey level (nothing
+        can change).
     classes : list of str
         Class names, indexed like the probabilities.
     original_size : tuple of int
@@ -204,6 +209,11 @@ class LabResult:
     mirrored : bool
         The defence's net effect mirrors the image left-right
         (:func:`mirrors`).
+    adaptive : bool
+        The attack was crafted through the defence (the attacker knew it).
+    eot_samples : int
+        Draws of the defence averaged per gradient: more than 1 only for an
+        adaptive attack through a randomised defence (EOT).
     """
 
     original: np.ndarray
@@ -238,6 +248,8 @@ class LabResult:
     classes: list[str] = field(default_factory=list)
     original_size: tuple[int, int] = (0, 0)
     mirrored: bool = False
+    adaptive: bool = False
+    eot_samples: int = 1
 
     @property
     def defended_aligned(self) -> np.ndarray:
@@ -286,6 +298,13 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
+def _threat(eps: float, adaptive: bool, defence: dfn.Defence, draws: int) -> str:
+    """The threat-model label of a live attack (clean below one grey level)."""
+    if math.floor(eps) == 0:
+        return THREAT_CLEAN
+    return adaptive_label(defence.backward, eot=draws) if adaptive else THREAT_TRANSFER
+
+
 # --------------------------------------------------------------------------- live lab
 
 
@@ -299,6 +318,8 @@ def run_lab(
     attack_params: Mapping[str, Any] | Any | None = None,
     defence: DefenceLike = None,
     gain: float | None = None,
+    adaptive: bool = False,
+    eot_samples: int | None = None,
 ) -> LabResult:
     """Attack one image, defend it, and report what the model sees at each stage.
 
@@ -329,6 +350,13 @@ def run_lab(
     gain : float, optional
         Amplification of :attr:`LabResult.perturbation_view` in [1, 255];
         default: a power of two that shows the largest change as about ±128.
+    adaptive : bool, default=False
+        Craft the attack through ``defence`` (the attacker knows it; see
+        :class:`engine.lab.inputs.LiveAttacker`) instead of on the undefended
+        model. Through no defence both are the same, bit for bit.
+    eot_samples : int, optional
+        EOT draws of a randomised defence per gradient when ``adaptive``;
+        default: the declared :attr:`~engine.lab.inputs.LiveAttacker.eot_samples`.
 
     Returns
     -------
@@ -353,6 +381,8 @@ def run_lab(
     info = attack_info(attack)
     params: Any = build(info.params_cls, attack_values(info, attack_params), owner=info.title)
     defence_obj = as_defence(defence)
+    attacker = live_attacker(adaptive, eot_samples)
+    draws = attacker.eot_samples if attacker.adaptive and defence_obj.randomised else 1
     image = check_image(image)
     if gain is not None and (
         isinstance(gain, bool)
@@ -385,7 +415,11 @@ def run_lab(
         attack_label = true_label
 
     t = time.perf_counter()
-    adversarial = run_attack(info.id, model, original[None], np.array([attack_label]), params)[0]
+    through = defence_obj if attacker.adaptive else None  # None: on the undefended model
+    y = np.array([attack_label])
+    adversarial = run_attack(
+        info.id, model, original[None], y, params, defence=through, eot_samples=draws
+    )[0]
     t_attack = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -453,8 +487,10 @@ def run_lab(
         defence=dfn.describe(defence_obj),
         defence_title=defence_obj.TITLE,
         defence_spec=dfn.to_spec(defence_obj),
-        threat_model=THREAT_CLEAN if math.floor(params.eps) == 0 else THREAT_TRANSFER,
+        threat_model=_threat(params.eps, attacker.adaptive, defence_obj, draws),
         classes=names,
         original_size=(int(image.shape[0]), int(image.shape[1])),
         mirrored=mirrored,
+        adaptive=attacker.adaptive,
+        eot_samples=draws,
     )

@@ -24,6 +24,7 @@ from app.worker.process import no_main_script
 from engine import defences as dfn
 from engine import lab
 from engine.errors import ImageError, ModelError, ParamError
+from engine.threat import adaptive_label
 
 SIZE = 32
 CLASSES = ["circle", "square", "triangle"]
@@ -104,6 +105,25 @@ def test_lab_matches_in_process(worker, bundle, local, image):
     assert remote.classes == CLASSES and remote.defence == here.defence
     assert remote.label_source == lab.LABEL_FROM_MODEL
     assert np.abs(remote.adversarial.astype(int) - remote.original.astype(int)).max() <= 8
+
+
+def test_lab_passes_the_adaptive_attacker_through(worker, bundle, local, image):
+    kwargs = {
+        "attack": "pgd",
+        "attack_params": {"eps": 6, "steps": 2},
+        "defence": {"id": "resize_pad", "params": {"min_scale": 0.8}},
+        "adaptive": True,
+        "eot_samples": 3,
+    }
+    remote = worker.lab(bundle, image, **kwargs)
+    here = lab.run_lab(local.model, CLASSES, image, **kwargs)
+    assert remote.adaptive and remote.eot_samples == 3
+    assert remote.threat_model == here.threat_model == adaptive_label("exact", eot=3)
+    assert np.mean(remote.adversarial != here.adversarial) < 0.01
+    transfer = worker.lab(bundle, image, **{**kwargs, "adaptive": False})
+    assert not transfer.adaptive and transfer.threat_model == lab.THREAT_TRANSFER
+    with pytest.raises(ParamError, match=r"Live lab attacker: 'eot_samples' must be"):
+        worker.lab(bundle, image, **{**kwargs, "eot_samples": 99})
 
 
 def test_engine_errors_keep_class_and_message(worker, bundle, image):

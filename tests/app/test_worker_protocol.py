@@ -138,3 +138,22 @@ def test_the_worker_api_mirrors_the_engine_functions():
     assert _keywords(lab.run_lab).keys() == {
         f.name for f in dataclasses.fields(protocol.LabRequest)
     } - {"bundle_path", "image"}
+
+
+def test_the_child_passes_every_lab_option_to_run_lab(monkeypatch):
+    """Each LabRequest field reaches run_lab under its own name, the adaptive ones included."""
+    seen: dict = {}
+
+    def fake_run_lab(model, classes, image, **kwargs):
+        seen.update(model=model, classes=classes, image=image, **kwargs)
+        return "result"
+
+    monkeypatch.setattr(lab, "run_lab", fake_run_lab)
+    server = _Server(None, {"threads": 1, "warmup_batches": (1,), "max_models": 1})
+    monkeypatch.setattr(server, "_entry", lambda path: {"model": "m", "classes": ["a", "b"]})
+    names = [f.name for f in dataclasses.fields(protocol.LabRequest)]
+    values = {name: f"<{name}>" for name in names}
+    values |= {"adaptive": True, "eot_samples": 5}
+    assert server.lab(protocol.LabRequest(**values)) == "result"
+    assert seen.pop("model") == "m" and seen.pop("classes") == ["a", "b"]
+    assert seen == {name: values[name] for name in names if name != "bundle_path"}

@@ -6,6 +6,7 @@ An untrained tiny classifier (engine.models' ``"tiny"`` backbone at 32x32,
 
 from __future__ import annotations
 
+import inspect
 import math
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from engine.lab import (
     THREAT_CLEAN,
     THREAT_TRANSFER,
     LabResult,
+    LiveAttacker,
     Prediction,
     combine_mini_sweep,
     mirrors,
@@ -32,6 +34,8 @@ from engine.lab import (
     run_mini_sweep,
     run_sweep_batch,
 )
+from engine.threat import adaptive_label, is_adaptive
+from tests.engine.test_adaptive import _two_features, two_features  # noqa: F401 (a fixture)
 
 SIZE = 32
 CLASSES = ["circle", "square", "triangle"]
@@ -175,6 +179,12 @@ def test_grey_input_is_made_rgb(model):
         ({"defence": {"id": "nlm", "params": {"h": 99}}}, ParamError, r"'h' must be"),
         ({"classes": ["a", "b"]}, ParamError, "classes must name the model's 3 outputs"),
         ({"gain": 0}, ParamError, r"gain must be a number in \[1, 255\]"),
+        ({"adaptive": 1}, ParamError, r"Live lab attacker: 'adaptive' must be true or false"),
+        (
+            {"adaptive": True, "eot_samples": 0},
+            ParamError,
+            r"Live lab attacker: 'eot_samples' must be an integer in \[1, 32\]; got 0",
+        ),
         (
             {"attack": "targeted_l2", "attack_params": {"target": 7}},
             ParamError,
@@ -186,6 +196,103 @@ def test_bad_inputs_raise_engine_errors(model, image, kwargs, error, match):
     args = {"classes": CLASSES, "image": image, **kwargs}
     with pytest.raises(error, match=match):
         run_lab(model, args.pop("classes"), args.pop("image"), **args)
+
+
+# --------------------------------------------------------------------------- adaptive attacker
+
+
+@pytest.mark.parametrize(
+    ("attack", "params"),
+    [("fgsm", {"eps": 8}), ("pgd", {"eps": 6, "steps": 3}), ("targeted_l2", {"target": 1})],
+)
+def test_adaptive_through_no_defence_is_the_transfer_attack_bit_for_bit(
+    model, image, attack, params
+):
+    transfer = run_lab(model, CLASSES, image, attack=attack, attack_params=params)
+    for defence in (None, "none", dfn.Chain((dfn.Identity(), dfn.Identity()))):
+        res = run_lab(
+            model,
+            CLASSES,
+            image,
+            attack=attack,
+            attack_params=params,
+            defence=defence,
+            adaptive=True,
+        )
+        np.testing.assert_array_equal(res.adversarial, transfer.adversarial)
+        np.testing.assert_array_equal(res.defended, transfer.defended)
+        np.testing.assert_array_equal(res.pred_defended.probs, transfer.pred_defended.probs)
+        assert res.adaptive and not transfer.adaptive and res.eot_samples == 1
+        assert res.threat_model == adaptive_label("exact") and is_adaptive(res.threat_model)
+    assert transfer.threat_model == THREAT_TRANSFER
+    zero = run_lab(model, CLASSES, image, attack_params={"eps": 0}, defence="jpeg", adaptive=True)
+    assert zero.threat_model == THREAT_CLEAN
+
+
+def test_adaptive_through_a_blur_flips_at_least_as_often_as_transfer(two_features):  # noqa: F811
+    """The linear model of test_adaptive: a transfer attack leans on what a blur erases."""
+    x, y = _two_features(24, seed=2, with_board=1.0)
+    blur = {"id": "gaussian", "params": {"sigma": 2.0}}
+    p = {"eps": 8.0, "steps": 10, "step_size": 2.0}
+    lost = {}
+    for adaptive in (False, True):
+        results = [
+            run_lab(
+                two_features,
+                ["dark", "bright"],
+                im,
+                label=int(t),
+                attack="pgd",
+                attack_params=p,
+                defence=blur,
+                adaptive=adaptive,
+            )
+            for im, t in zip(x, y, strict=True)
+        ]
+        # wrong after the defence, among the images the model got right unattacked
+        lost[adaptive] = sum(
+            r.pred_clean.label == r.true_label != r.pred_defended.label for r in results
+        )
+        label = results[0].threat_model
+        assert label == (adaptive_label("exact") if adaptive else THREAT_TRANSFER)
+    # measured: transfer 8, adaptive 21 of 24
+    assert lost[True] >= lost[False] + 6, lost
+
+
+def test_eot_draws_only_for_a_randomised_defence(model, image):
+    pad = {"id": "resize_pad", "params": {"min_scale": 0.8}}
+    p = {"eps": 4, "steps": 2}
+    res = run_lab(model, CLASSES, image, attack="pgd", attack_params=p, defence=pad, adaptive=True)
+    declared_eot = LiveAttacker().eot_samples
+    assert res.eot_samples == declared_eot > 1
+    assert res.threat_model == adaptive_label("exact", eot=declared_eot)
+    two = run_lab(
+        model,
+        CLASSES,
+        image,
+        attack="pgd",
+        attack_params=p,
+        defence=pad,
+        adaptive=True,
+        eot_samples=2,
+    )
+    assert two.eot_samples == 2 and two.threat_model == adaptive_label("exact", eot=2)
+    assert np.abs(two.adversarial.astype(int) - two.original.astype(int)).max() <= 4
+    # the defender's draw is its own (seeded), whoever attacked
+    np.testing.assert_array_equal(
+        two.defended, dfn.make_defence("resize_pad", pad["params"])(two.adversarial)
+    )
+    plain = run_lab(model, CLASSES, image, attack="pgd", attack_params=p, defence=pad)
+    assert plain.eot_samples == 1 and plain.threat_model == THREAT_TRANSFER
+    jpeg = run_lab(model, CLASSES, image, attack_params={"eps": 4}, defence="jpeg", adaptive=True)
+    assert jpeg.eot_samples == 1 and jpeg.threat_model == adaptive_label("bpda-identity")
+
+
+def test_the_lab_attacker_is_declared_once():
+    defaults = inspect.signature(run_lab).parameters
+    assert defaults["adaptive"].default is LiveAttacker().adaptive is False
+    assert defaults["eot_samples"].default is None  # None: the declared default
+    assert {p.name for p in LiveAttacker.PARAMS} == {"adaptive", "eot_samples"}
 
 
 # --------------------------------------------------------------------------- like with like

@@ -658,3 +658,38 @@ def test_lab_says_when_the_defended_image_is_mirrored():
     assert "mirrored" not in defended
     assert not any(t.startswith("The defence mirrors") for t in texts(at.caption))
     assert "flipped back" not in (at.metric[-1].help or "")
+
+
+def test_lab_switch_crafts_the_attack_through_the_defence():
+    at = open_synthetic_lab()
+    at.selectbox(key="lab_preset").set_value("Seed-000 chain: NLM → bilateral → guided").run()
+    switch = at.toggle(key="lab_adaptive")
+    assert switch.label == "The attacker knows the defence" and switch.value is False
+    assert "BPDA" in switch.help and "EOT" in switch.help
+    transfer = "Threat model: **crafted on the undefended model, tested through the defence**"
+    assert any(t.startswith(transfer) for t in texts(at.caption))
+
+    switch.set_value(True).run()
+    at.button(key="lab_run").click().run()
+    assert not at.exception
+    assert verdict(at).startswith("The attacker knew the defence (NLM → Bilateral → Guided)")
+    label = "adaptive: crafted through the defence (bpda-identity)"
+    assert any(t.startswith(f"Threat model: **{label}**") for t in texts(at.caption))
+    assert any(c.startswith("Attacked through the defence · ") for c in _image_captions(at))
+    note = "the precomputed curve below is for an attacker who does not know the defence"
+    assert any(note in t for t in texts(at.info))
+    assert "lab_eot" not in {w.key for w in at.number_input}  # a deterministic defence
+
+    # a randomised defence: EOT over the declared number of draws
+    at.multiselect(key="lab_chain").set_value(["resize_pad"]).run()
+    assert not at.exception
+    from engine.lab import LiveAttacker
+
+    assert at.number_input(key="lab_eot").value == LiveAttacker().eot_samples
+    eot = f"adaptive: crafted through the defence (exact, EOT {LiveAttacker().eot_samples})"
+    assert any(t.startswith(f"Threat model: **{eot}**") for t in texts(at.caption))
+
+    at.toggle(key="lab_adaptive").set_value(False).run()
+    assert not at.exception
+    assert any(t.startswith(transfer) for t in texts(at.caption))
+    assert not any("does not know" in t for t in texts(at.info))
