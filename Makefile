@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet adversarial-robustness-toolbox
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.recap
+	$(BIN)/python -m bench.adaptive
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.worker_fairness
 

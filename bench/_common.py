@@ -40,3 +40,8 @@ def write_results(results: dict, table: str, out: str | Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
+
+
+def bar_lines(bars: list[tuple[str, bool, str]]) -> list[str]:
+    """The table's closing "Bars:" block: one ``[PASS]``/``[FAIL]`` line per bar."""
+    return ["Bars:", *(f"  [{'PASS' if ok else 'FAIL'}] {name}: {text}" for name, ok, text in bars)]
