@@ -60,6 +60,7 @@ def live_param_settings(
     list of (value, spec)
         Sorted by value; ``spec`` is what :func:`engine.defences.from_spec` takes.
     """
+    df = query.for_threat(df)
     query.check_param(df, family, param)
     if CHAIN_SEP in family:
         raise ParamError("Live parameter sweeps take a single defence, not a chain.")
@@ -161,6 +162,7 @@ def setting_for(df: pd.DataFrame, spec: DefenceSpec, *, attack: str) -> tuple[st
     ParamError
         ``spec`` is not a valid defence; ``attack`` is not in the table.
     """
+    df = query.for_threat(df)
     query.check_attack(df, attack)
     members = [] if spec is None else (list(spec) if isinstance(spec, list) else [spec])
     if not members:

@@ -73,6 +73,7 @@ def settings_table(df: pd.DataFrame) -> pd.DataFrame:
         "No defence" for none) and ``params`` (dict from
         :func:`engine.evaluation.keys.parse_defence_key`).
     """
+    df = query.for_threat(df)
     first = df.drop_duplicates("defence_key")
     rows = []
     for key, full in zip(first["defence_key"], first["defence_label"], strict=True):
@@ -132,6 +133,7 @@ def defence_options(df: pd.DataFrame) -> dict[str, DefenceFamily]:
     for each of the family's ``varying`` parameters (values from ``params``),
     and finds the setting with :func:`engine.evaluation.query.nearest_setting`.
     """
+    df = query.for_threat(df)
     out: dict[str, DefenceFamily] = {}
     for fam in query.defence_families(df):
         fam_keys = query.family_keys(df, fam)
@@ -221,6 +223,7 @@ def headline(df: pd.DataFrame, *, attack: str = DEFAULT_ATTACK, eps: float) -> H
     ParamError
         Unknown attack; no undefended row; ``eps`` outside [0, 255].
     """
+    df = query.for_threat(df)
     used, note = _undefended_eps(df, attack, eps)
     clean = query.find_row(df, attack, 0.0, NO_DEFENCE)
     attacked = query.find_row(df, attack, used, NO_DEFENCE)
@@ -291,6 +294,7 @@ def tradeoff_table(df: pd.DataFrame, *, attack: str, eps: float) -> pd.DataFrame
     ParamError
         Unknown attack, no undefended row, ``eps`` outside [0, 255].
     """
+    df = query.for_threat(df)
     used, note = _undefended_eps(df, attack, eps)
     base_clean = _acc(query.find_row(df, attack, 0.0, NO_DEFENCE))
     base_attacked = _acc(query.find_row(df, attack, used, NO_DEFENCE))

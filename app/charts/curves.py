@@ -69,6 +69,7 @@ def metric_vs_eps(
     ParamError
         Unknown metric, attack or key; no key given.
     """
+    df = query.for_threat(df)
     info = labels.check_metric(metric)
     query.check_attack(df, attack)
     keys = list(dict.fromkeys(defence_keys))
@@ -147,6 +148,7 @@ def two_panel(
     plotly.graph_objects.Figure
         Four traces per panel; the right panel's legend is ``legend2``.
     """
+    df = query.for_threat(df)
     query.check_attack(df, attack)
     query.check_defence_key(df, defence_key)
     rows = rows_for(df, attack, defence_key)
@@ -289,6 +291,7 @@ def metric_vs_param(
     ParamError
         Unknown metric, attack, family or parameter; a fixed value the table lacks.
     """
+    df = query.for_threat(df)
     info = labels.check_metric(metric)
     query.check_attack(df, attack)
     query.check_param(df, family, param)

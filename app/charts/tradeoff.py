@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 
 from app import labels, views
 from app.charts.style import FAMILY_COLOURS, HOVER, base_layout, family_colour, threat_subtitle
+from engine.evaluation import query
 from engine.evaluation.keys import NO_DEFENCE
 
 __all__ = ["tradeoff"]
@@ -33,6 +34,7 @@ def tradeoff(df: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
     plotly.graph_objects.Figure
         One marker trace per defence family, plus the "no defence" origin.
     """
+    df = query.for_threat(df)
     table = views.tradeoff_table(df, attack=attack, eps=eps)
     used, note = table.attrs["eps"], table.attrs["note"]
     # Label the few best settings only (most recovered for least clean cost); hover has all.

@@ -12,11 +12,12 @@ Command line::
     python -m engine.evaluation --spec assets/specs/default.toml \\
         --model runs/models/chest_xray__mobilenet_v3_large --out runs/recap/chest_xray
     python -m engine.evaluation ... --only pgd:8:jpeg:quality=75   # recompute one cell, compare
+    python -m engine.evaluation ... --only pgd:8:jpeg:quality=75 --threat adaptive
     python -m engine.evaluation --model BUNDLE --out DIR --check     # fresh or stale?
 
 Running the same command again continues an interrupted sweep; running it with
-a spec that adds budgets, attacks or defence settings extends a finished one
-(only the new cells are computed).
+a spec that adds budgets, attacks, defence settings or adaptive cells extends a
+finished one (only the new cells are computed).
 
 Python::
 
@@ -35,15 +36,21 @@ Threat model
 ------------
 Every row says who knew what in ``threat_model``: ``"clean (no attack)"`` for
 ``eps = 0``; ``"crafted on the undefended model, tested through the
-defence"`` for attacked rows (the attacker does not know the defence; an
-adaptive attacker does better, Athalye et al. 2018). Adaptive rows name what
-they were crafted through (:func:`engine.threat.adaptive_label`, e.g.
-``"adaptive: crafted through the defence (BPDA identity, EOT 8)"``).
+defence"`` for the transfer rows (the attacker does not know the defence; an
+adaptive attacker does better, Athalye et al. 2018). A spec's ``[[adaptive]]``
+entries add adaptive rows, crafted through each defence setting
+(:mod:`engine.evaluation.threats`); they name what they were crafted through
+(:func:`engine.threat.adaptive_label` of the setting's backward pass and EOT
+samples, e.g. ``"adaptive: crafted through the defence (exact, EOT 8)"``). A
+cell is ``(attack, eps, defence setting, threat model)``; the queries read
+the transfer rows unless asked for another threat model
+(:func:`engine.evaluation.query.for_threat`). A table without adaptive rows,
+or made before they existed, is all-transfer.
 
 Output folder
 -------------
 ``results.csv``
-    One row per cell ``(attack, eps, defence setting)``; the clean cells
+    One row per cell ``(attack, eps, defence setting, threat model)``; the clean cells
     (``eps = 0``) are computed once and repeated for every attack that lists
     0, so each attack's curve starts at its clean point. Tidy, read with plain
     ``pandas.read_csv``; list and dict columns hold JSON text
@@ -81,7 +88,9 @@ model                      model id: the bundle's folder name
 backbone                   backbone id (e.g. ``mobilenet_v3_large``)
 attack                     attack id (``fgsm``, ``pgd``, ...)
 attack_params              JSON: the attack's full parameters at this eps
-                           (``{"eps": 0.0}`` for clean rows)
+                           (``{"eps": 0.0}`` for clean rows); an adaptive row's
+                           also ``eot_samples``, ``restarts`` and the cell's
+                           ``eot_seed``
 eps                        L-inf budget, 0-255 units; 0 = clean images
 defence                    defence id; ``+``-joined for a chain; ``none``
 defence_key                unique name of the setting within the spec,
@@ -129,15 +138,18 @@ attack_seconds             wall time of the group's attack, shared by its cells
 of the image, e.g. its relative path), ``true_label`` (class index),
 ``attack``, ``eps``, ``defence``, ``defence_key``, ``pred`` (predicted class
 index), ``correct`` (``pred == true_label``), ``confidence`` (probability of
-the predicted class), ``true_confidence`` (probability of the true class).
+the predicted class), ``true_confidence`` (probability of the true class),
+``threat_model`` (as in ``results.csv``; a table without it is all-transfer).
 
 Determinism
 -----------
 Same spec, model and data give the same numbers (except the timing columns):
 the image subsets and PGD's random start are seeded from the spec's
-``seed``, attacks run in fixed batches of :data:`ATTACK_BATCH`, and defences
-are deterministic. :func:`reproduce_cell` recomputes a cell and reports the
-largest difference per metric.
+``seed``, an adaptive cell's EOT draws from a seed derived from the cell
+(:func:`engine.evaluation.threats.cell_seed`), attacks run in fixed batches of
+:data:`ATTACK_BATCH`, and a randomised defence draws from its own ``seed``.
+:func:`reproduce_cell` recomputes a cell and reports the largest difference
+per metric.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Usage::
     python -m engine.evaluation --spec ... --model BUNDLE --out DIR --limit 200   # fewer images
     python -m engine.evaluation --spec ... --model BUNDLE --out DIR --force       # start over
     python -m engine.evaluation --model BUNDLE --out DIR --only pgd:8:jpeg:quality=75
+    python -m engine.evaluation --model BUNDLE --out DIR --only pgd:8:jpeg:quality=75 \\
+        --threat adaptive                        # an adaptive cell: crafted through jpeg
     python -m engine.evaluation --model BUNDLE --out DIR --check
 
 Exit status: 0 on success (``--only``: the cell was reproduced exactly;
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 from engine.errors import ParamError, run_cli
 from engine.evaluation.spec import SweepOptions
 from engine.params import add_options, check_values
+from engine.threat import ADAPTIVE, TRANSFER
 
 log = logging.getLogger("engine.evaluation")
 
@@ -55,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="recompute one stored cell in memory and compare (DEFENCE is its key, "
         "e.g. jpeg:quality=75, or its id when unique); --limit N checks the first N images",
+    )
+    p.add_argument(
+        "--threat",
+        choices=(TRANSFER.id, ADAPTIVE.id),
+        default=TRANSFER.id,
+        help="with --only: the cell's threat model (adaptive: crafted through its defence)",
     )
     p.add_argument(
         "--check", action="store_true", help="say whether --out is stale for --model; exit 1 if so"
@@ -132,9 +141,19 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     attack, eps, defence = _parse_only(args.only)
     res = reproduce_cell(
-        args.out, args.model, attack, eps, defence, data_root=args.data_root, limit=args.limit
+        args.out,
+        args.model,
+        attack,
+        eps,
+        defence,
+        data_root=args.data_root,
+        limit=args.limit,
+        threat=args.threat,
     )
-    print(f"cell {res['attack']}:{res['eps']:g}:{res['defence_key']} on {res['n_images']} images")
+    print(
+        f"cell {res['attack']}:{res['eps']:g}:{res['defence_key']} ({res['threat']}) "
+        f"on {res['n_images']} images"
+    )
     print(f"  stored per-image records compared: {res['per_image_checked']}")
     print(f"  predicted classes that differ: {res['pred_mismatches']}")
     for key, diff in res["max_abs_diff"].items():

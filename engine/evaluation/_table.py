@@ -25,6 +25,8 @@ import pandas as pd
 from engine import metrics
 from engine.evaluation._io import PER_IMAGE, PER_IMAGE_LEGACY, RESULTS, atomic_write_bytes, to_json
 from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec
+from engine.evaluation.threats import AdaptiveSetting
+from engine.threat import ADAPTIVE, TRANSFER
 
 CLEAN_GROUP = "clean"
 
@@ -88,9 +90,10 @@ PER_IMAGE_COLUMNS = (
     "correct",
     "confidence",
     "true_confidence",
+    "threat_model",
 )
-#: Text columns of ``per_image.csv.gz``.
-PER_IMAGE_TEXT_COLUMNS = ("ref", "attack", "defence", "defence_key")
+#: Text columns of ``per_image.csv.gz`` (a table without ``threat_model`` is all-transfer).
+PER_IMAGE_TEXT_COLUMNS = ("ref", "attack", "defence", "defence_key", "threat_model")
 
 #: One image's record in a cell: predicted class, its probability, the true class's.
 Record = tuple[int, float, float]
@@ -130,19 +133,43 @@ class Cell:
 Journal = dict[tuple[str, str], Cell]
 
 
-def group_name(attack_id: str | None, eps: float) -> str:
-    """``"clean"`` for ``eps == 0``, else ``"ATTACK@EPS"`` (e.g. ``"fgsm@4"``)."""
+def group_name(attack_id: str | None, eps: float, threat: str = TRANSFER.id) -> str:
+    """``"clean"`` for ``eps == 0``, else ``"ATTACK@EPS"`` (e.g. ``"fgsm@4"``) for the transfer
+    cells and ``"THREAT/ATTACK@EPS"`` for others (``"adaptive/pgd@8"``)."""
     if eps == 0 or attack_id is None:
         return CLEAN_GROUP
-    return f"{attack_id}@{eps:g}"
+    name = f"{attack_id}@{eps:g}"
+    return name if threat == TRANSFER.id else f"{threat}/{name}"
 
 
-def spec_rows(spec: SweepSpec) -> Iterator[tuple[AttackSetting, float, DefenceSetting]]:
-    """The rows of a spec's table, in table order: attack, then budget, then defence."""
+#: One row of a spec's table: attack, budget, setting, and the adaptive entry (``None``
+#: for a transfer or clean row).
+Row = tuple[AttackSetting, float, DefenceSetting, AdaptiveSetting | None]
+
+
+def spec_rows(spec: SweepSpec) -> Iterator[Row]:
+    """The rows of a spec's table, in table order: the transfer and clean rows (attack, then
+    budget, then defence), then each ``[[adaptive]]`` entry's (budget, then defence)."""
     for attack in spec.attacks:
         for eps in attack.eps:
             for setting in spec.defences:
-                yield attack, eps, setting
+                yield attack, eps, setting, None
+    for entry in spec.adaptive:
+        for eps in entry.eps:
+            for key in entry.defences:
+                yield entry.attack, eps, spec.defence(key), entry
+
+
+def row_group(row: Row) -> str:
+    """The cell (group) a row of :func:`spec_rows` belongs to."""
+    attack, eps, _, entry = row
+    return group_name(attack.id, eps, TRANSFER.id if entry is None else ADAPTIVE.id)
+
+
+def row_params(row: Row) -> dict[str, Any]:
+    """The full parameters of a row's attack (an adaptive cell's include its EOT settings)."""
+    attack, eps, setting, entry = row
+    return attack.params_at(eps) if entry is None else entry.params_at(eps, setting)
 
 
 def build_tables(
@@ -155,8 +182,9 @@ def build_tables(
     subset = list(zip(sub["positions"], sub["indices"], sub["refs"], sub["labels"], strict=True))
     rows: list[dict[str, Any]] = []
     per_image: list[dict[str, Any]] = []
-    for attack, eps, setting in spec_rows(spec):
-        cell = journal.get((group_name(attack.id, eps), setting.key))
+    for row in spec_rows(spec):
+        attack, eps, setting, _ = row
+        cell = journal.get((row_group(row), setting.key))
         if cell is None:
             continue
         v = cell.values
@@ -186,6 +214,7 @@ def build_tables(
                     "correct": pred == label,
                     "confidence": confidence,
                     "true_confidence": true_confidence,
+                    "threat_model": v["threat_model"],
                 }
             )
     return pd.DataFrame(rows, columns=list(COLUMNS)), pd.DataFrame(
@@ -281,11 +310,14 @@ __all__ = [
     "TIMING_COLUMNS",
     "Cell",
     "Journal",
+    "Row",
     "build_tables",
     "decode_json_columns",
     "group_name",
     "per_image_file",
     "read_exact",
+    "row_group",
+    "row_params",
     "spec_rows",
     "write_tables",
 ]

@@ -2,8 +2,9 @@
 
 :func:`prepare` loads the model and the images and predicts them once,
 undefended; :func:`attack_images` makes a group's adversarial images (once per
-``(attack, eps)``); :func:`evaluate_cell` defends them with one setting,
-predicts and measures. :func:`engine.evaluation.run_sweep` runs them over a
+``(attack, eps)`` for the transfer cells, once per cell for an adaptive one,
+crafted through its defence setting); :func:`evaluate_cell` defends them with
+one setting, predicts and measures. :func:`engine.evaluation.run_sweep` runs them over a
 spec's grid; :func:`engine.evaluation.reproduce_cell` runs them for one cell.
 """
 
@@ -30,6 +31,7 @@ from engine.errors import DatasetError, ParamError
 from engine.evaluation._io import split_seed
 from engine.evaluation.manifest import identity_of
 from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec
+from engine.evaluation.threats import AdaptiveSetting
 from engine.gradients import predict
 from engine.models import load_bundle
 
@@ -212,15 +214,30 @@ def prepare(
 
 
 def attack_images(
-    prep: Prepared, attack: AttackSetting, eps: float, stage: StageFn | None = None
+    prep: Prepared,
+    attack: AttackSetting,
+    eps: float,
+    stage: StageFn | None = None,
+    *,
+    through: tuple[AdaptiveSetting, DefenceSetting] | None = None,
 ) -> tuple[np.ndarray, float]:
     """The adversarial images of one ``(attack, eps)`` group and the seconds spent.
 
-    ``eps == 0`` returns the clean images (no attack is run).
+    ``eps == 0`` returns the clean images (no attack is run). ``through``
+    (an ``[[adaptive]]`` entry and one setting) crafts them through that
+    setting's defence, with the entry's EOT samples and restarts and the
+    cell's attacker seed (:meth:`AdaptiveSetting.params_at`).
     """
     if eps == 0:
         return prep.x, 0.0
     name = f"attack {attack.id} eps={eps:g}"
+    adaptive: dict[str, Any] = {}
+    if through is not None:
+        entry, setting = through
+        cell = entry.params_at(eps, setting)
+        adaptive = {k: cell[k] for k in ("eot_samples", "restarts", "eot_seed")}
+        adaptive["defence"] = setting.defence
+        name += f" through {setting.key}"
     t0 = time.perf_counter()
     adv = _attacks.run_attack(
         attack.id,
@@ -230,6 +247,7 @@ def attack_images(
         attack.params_at(eps),
         batch_size=ATTACK_BATCH,
         progress=None if stage is None else (lambda d, t: stage(name, d, t)),
+        **adaptive,
     )
     return adv, time.perf_counter() - t0
 
@@ -237,7 +255,9 @@ def attack_images(
 def _defend(
     defence: dfn.Defence, images: np.ndarray, stage: StageFn | None, name: str
 ) -> np.ndarray:
-    if stage is None:
+    if stage is None or defence.batchwise:
+        # A batchwise (randomised) defence draws per place in the batch: one call, so
+        # its output does not depend on whether progress is shown.
         return dfn.apply_batch(defence, images)
     out = np.empty_like(images)
     chunk = max(64, 8 * (os.cpu_count() or 1))

@@ -46,9 +46,12 @@ from engine.evaluation._table import (
     group_name,
     per_image_file,
     read_exact,
+    row_group,
+    row_params,
     spec_rows,
 )
 from engine.evaluation.spec import SweepSpec
+from engine.evaluation.threats import threat_of
 
 __all__ = [
     "cell_file",
@@ -88,7 +91,8 @@ def has_cell_files(out_dir: Path) -> bool:
 
 
 def read_journal(out_dir: Path, manifest: Mapping[str, Any]) -> Journal:
-    """Every finished cell of a results folder, keyed by ``(group, defence_key)``.
+    """Every finished cell of a results folder, keyed by ``(group, defence_key)`` (the group
+    names the threat model of an adaptive cell: ``"adaptive/pgd@8"``).
 
     Parameters
     ----------
@@ -129,20 +133,30 @@ def _from_tables(out_dir: Path, manifest: Mapping[str, Any]) -> Journal:
     sub = manifest["data"]["per_image"]
     position = dict(zip(sub["indices"], sub["positions"], strict=True))
     wanted = set(sub["positions"])
-    records: dict[tuple[str, float, str], dict[int, Record]] = {}
+    records: dict[tuple[str, str], dict[int, Record]] = {}
     path = per_image_file(out_dir)
     for r in read_exact(path, PER_IMAGE_TEXT_COLUMNS) if path.is_file() else []:
         pos = position.get(r["image_index"])
         if pos is not None:
-            cell_records = records.setdefault((r["attack"], r["eps"], r["defence_key"]), {})
+            cell_records = records.setdefault(_key(r), {})
             cell_records[pos] = (r["pred"], r["confidence"], r["true_confidence"])
     journal: Journal = {}
     for row in rows:
-        key = (group_name(row["attack"], row["eps"]), row["defence_key"])
-        found = records.get((row["attack"], row["eps"], row["defence_key"]), {})
+        key = _key(row)
+        found = records.get(key, {})
         if key not in journal and wanted <= set(found):
             journal[key] = Cell({c: row[c] for c in CELL_COLUMNS}, found)
     return journal
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str]:
+    """The cell of a table row: its group (with its threat model) and its defence key.
+
+    A row without ``threat_model`` (a per-image table made before adaptive
+    cells existed) is a transfer row, or the clean one at ``eps = 0``.
+    """
+    threat = threat_of(row.get("threat_model"), row["eps"])
+    return group_name(row["attack"], row["eps"], threat), row["defence_key"]
 
 
 def conflicts(spec: SweepSpec, journal: Journal) -> list[str]:
@@ -153,10 +167,10 @@ def conflicts(spec: SweepSpec, journal: Journal) -> list[str]:
     with other parameters, would be lost or wrong.
     """
     wanted: dict[tuple[str, str], Any] = {}
-    for attack, eps, setting in spec_rows(spec):
-        key = (group_name(attack.id, eps), setting.key)
+    for row in spec_rows(spec):
+        key = (row_group(row), row[2].key)
         if key not in wanted:
-            wanted[key] = canonical([attack.params_at(eps), setting.spec])
+            wanted[key] = canonical([row_params(row), row[2].spec])
     dropped = [k for k in journal if k not in wanted]
     changed = [
         k

@@ -57,8 +57,8 @@ FORMAT = 2
 
 def spec_settings(spec: SweepSpec) -> dict[str, Any]:
     """What a spec makes a sweep compute, as plain data: the split, seed, image limit,
-    per-image subset, each attack's budgets with its full parameters at each, and each
-    defence setting's key and parameters, in order."""
+    per-image subset, each attack's budgets with its full parameters at each, each
+    defence setting's key and parameters, in order, and the ``[[adaptive]]`` entries."""
     return {
         "split": spec.split,
         "seed": spec.seed,
@@ -69,6 +69,7 @@ def spec_settings(spec: SweepSpec) -> dict[str, Any]:
             for a in spec.attacks
         ],
         "defences": [{"key": d.key, "params": d.spec} for d in spec.defences],
+        "adaptive": [entry.record() for entry in spec.adaptive],
     }
 
 
@@ -209,9 +210,20 @@ def build_manifest(
             "image_subset": spec.seed,
             "per_image_subset": spec.seed,
             "attacks": {a.id: a.params["seed"] for a in spec.attacks if "seed" in a.params},
+            "adaptive": {e.id: e.options.eot_seed for e in spec.adaptive},
         },
         "attack_batch_size": prep.identity["attack_batch_size"],
-        "threat_models": {"clean": THREAT_CLEAN, "attacked": THREAT_TRANSFER},
+        "threat_models": {
+            "clean": THREAT_CLEAN,
+            "attacked": THREAT_TRANSFER,
+            "adaptive": [
+                {
+                    **entry.record(),
+                    "labels": {k: entry.label(spec.defence(k).defence) for k in entry.defences},
+                }
+                for entry in spec.adaptive
+            ],
+        },
         "identity": prep.identity,
         "cells": {"done": 0, "total": total},
         "rows": 0,

@@ -12,9 +12,14 @@ streamlit.
 
 Every function takes the table (as returned by
 :func:`engine.evaluation.load_results`, or read with plain pandas) and never
-changes it. Unknown attacks, defence keys, families and parameters raise
-:class:`~engine.errors.ParamError` naming the value and the allowed ones.
-Defence keys are read with :mod:`engine.evaluation.keys`.
+changes it. A table may hold rows of several threat models for one cell
+(transfer and adaptive, :mod:`engine.evaluation.threats`): the functions that
+pick rows take ``threat=`` (a threat-model id, default ``"transfer"``) and read
+that threat model's rows and the clean rows only, so a caller that names none
+sees exactly what a transfer-only table shows; :func:`threats` says which a
+table has and :func:`for_threat` selects them. Unknown attacks, defence keys,
+families and parameters raise :class:`~engine.errors.ParamError` naming the
+value and the allowed ones. Defence keys are read with :mod:`engine.evaluation.keys`.
 
 Example
 -------
@@ -40,7 +45,21 @@ import pandas as pd
 
 from engine.defences import REGISTRY as DEFENCES
 from engine.errors import ParamError
+from engine.evaluation._rows import (
+    allowed,
+    attacked,
+    attacks,
+    check_attack,
+    check_defence_key,
+    defence_keys,
+    eps_values,
+    find_row,
+    has_patient_view,
+    resolve_eps,
+)
 from engine.evaluation.keys import CHAIN_SEP, NO_DEFENCE, family, format_value, parse_defence_key
+from engine.evaluation.threats import for_threat, threats
+from engine.threat import TRANSFER
 
 __all__ = [
     "NO_DEFENCE",
@@ -58,136 +77,12 @@ __all__ = [
     "family_title",
     "find_row",
     "flipped_images",
+    "for_threat",
     "has_patient_view",
     "nearest_setting",
     "resolve_eps",
+    "threats",
 ]
-
-
-def _allowed(values: Sequence[Any]) -> str:
-    return ", ".join(str(v) for v in values)
-
-
-# --------------------------------------------------------------------------- attacks & budgets
-
-
-def attacks(df: pd.DataFrame) -> list[str]:
-    """Attack ids of the table, in table order."""
-    return list(dict.fromkeys(df["attack"]))
-
-
-def check_attack(df: pd.DataFrame, attack: str) -> str:
-    """``attack`` if the table has rows for it.
-
-    Raises
-    ------
-    ParamError
-        The table has no row for ``attack``; the message lists those it has.
-    """
-    known = attacks(df)
-    if attack not in known:
-        raise ParamError(f"Unknown attack {attack!r}; this table has: {_allowed(known)}.")
-    return attack
-
-
-def defence_keys(df: pd.DataFrame) -> list[str]:
-    """Defence keys of the table, in table order."""
-    return list(dict.fromkeys(df["defence_key"]))
-
-
-def check_defence_key(df: pd.DataFrame, key: str) -> str:
-    """``key`` if the table has rows for that defence setting.
-
-    Raises
-    ------
-    ParamError
-        The table has no row for ``key``; the message lists the keys it has.
-    """
-    known = defence_keys(df)
-    if key not in known:
-        raise ParamError(f"Unknown defence setting {key!r}; this table has: {_allowed(known)}.")
-    return key
-
-
-def eps_values(df: pd.DataFrame, attack: str, defence_key: str | None = None) -> list[float]:
-    """Budgets precomputed for ``attack`` (and ``defence_key``, when given), ascending."""
-    check_attack(df, attack)
-    rows = df[df["attack"] == attack]
-    if defence_key is not None:
-        check_defence_key(df, defence_key)
-        rows = rows[rows["defence_key"] == defence_key]
-    return sorted({float(e) for e in rows["eps"]})
-
-
-def attacked(df: pd.DataFrame) -> list[str]:
-    """The table's attacks that have an attacked (ε > 0) undefended row, in table order.
-
-    A partial sweep can hold only the clean (ε = 0) rows of an attack it has just
-    started; there is no budget to pick for it yet.
-    """
-    key = NO_DEFENCE if NO_DEFENCE in set(df["defence_key"]) else None
-    return [a for a in attacks(df) if any(e > 0 for e in eps_values(df, a, key))]
-
-
-def has_patient_view(df: pd.DataFrame) -> bool:
-    """Whether the table has patient metrics (the dataset declares "sick" classes)."""
-    return bool(np.isfinite(pd.to_numeric(df["sensitivity"], errors="coerce")).any())
-
-
-def _nearest(values: Sequence[float], target: float) -> float:
-    """The value nearest ``target``; a tie goes to the larger (the stronger attack)."""
-    return min(values, key=lambda v: (abs(v - target), -v))
-
-
-def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, int | float | np.number):
-        raise ParamError(f"eps must be a number in [0, 255]; got {eps!r}.")
-    value = float(eps)
-    if not math.isfinite(value) or not 0 <= value <= 255:
-        raise ParamError(f"eps must be a number in [0, 255]; got {eps!r}.")
-    return value
-
-
-def resolve_eps(
-    df: pd.DataFrame, attack: str, eps: Any, defence_key: str | None = None
-) -> tuple[float, str]:
-    """The precomputed budget nearest ``eps`` and a note when it differs.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        A results (or per-image) table.
-    attack : str
-        Attack id.
-    eps : float
-        Requested budget in [0, 255].
-    defence_key : str, optional
-        Only budgets this setting has rows for (partial sweeps lack some).
-
-    Returns
-    -------
-    eps : float
-        The nearest precomputed budget (a tie goes to the larger one).
-    note : str
-        ``""`` when ``eps`` is precomputed, else
-        ``"ε 5 is not precomputed; showing ε 4 (nearest)"``.
-    """
-    value = _check_eps(eps)
-    available = eps_values(df, attack, defence_key)
-    if not available:
-        raise ParamError(f"No {attack} rows for defence setting {defence_key!r} in this table.")
-    used = _nearest(available, value)
-    if used == value:
-        return used, ""
-    return used, (
-        f"ε {format_value(value)} is not precomputed; showing ε {format_value(used)} (nearest)"
-    )
-
-
-def find_row(df: pd.DataFrame, attack: str, eps: float, key: str) -> pd.Series | None:
-    """The row of one cell ``(attack, eps, defence key)``, or ``None`` when it is absent."""
-    rows = df[(df["attack"] == attack) & (df["eps"] == eps) & (df["defence_key"] == key)]
-    return None if rows.empty else rows.iloc[0]
 
 
 # --------------------------------------------------------------------------- defence settings
@@ -225,7 +120,7 @@ def family_keys(df: pd.DataFrame, family_id: str) -> list[str]:
     """
     found = [k for k in defence_keys(df) if family(k) == family_id]
     if not found:
-        known = _allowed(defence_families(df))
+        known = allowed(defence_families(df))
         raise ParamError(f"Unknown defence family {family_id!r}; this table has: {known}.")
     return found
 
@@ -264,7 +159,7 @@ def check_param(df: pd.DataFrame, family_id: str, param: str) -> list[Any]:
     if param not in params:
         raise ParamError(
             f"{family_title(family_id)} has no parameter {param!r} in this table; "
-            f"known: {_allowed(list(params)) or 'none'}."
+            f"known: {allowed(list(params)) or 'none'}."
         )
     return params[param]
 
@@ -338,6 +233,7 @@ def nearest_setting(
     eps: float,
     defence_family: str | None = None,
     params: Mapping[str, Any] | None = None,
+    threat: str = TRANSFER.id,
 ) -> tuple[pd.Series, str]:
     """The precomputed row nearest to a requested budget and defence setting.
 
@@ -357,6 +253,8 @@ def nearest_setting(
         are nearest is chosen (numeric distances scaled by each parameter's
         spread in the table); parameters not given are free; ties go to table
         order.
+    threat : str, default="transfer"
+        The threat model of the row (see :func:`for_threat`).
 
     Returns
     -------
@@ -373,11 +271,12 @@ def nearest_setting(
         Unknown attack, family or parameter; ``eps`` outside [0, 255].
     """
     check_attack(df, attack)
+    df = for_threat(df, threat)
     key, notes = _pick_key(df, defence_family or NO_DEFENCE, params)
-    used, eps_note = resolve_eps(df, attack, eps, key)
+    used, eps_note = resolve_eps(df, attack, eps, key, threat=threat)
     if eps_note:
         notes.insert(0, eps_note)
-    row = find_row(df, attack, used, key)
+    row = find_row(df, attack, used, key, threat=threat)
     assert row is not None  # used comes from this key's rows
     return row, "; ".join(notes)
 
@@ -392,6 +291,7 @@ def flipped_images(
     eps: float,
     defence_key: str,
     classes: Sequence[str] | None = None,
+    threat: str = TRANSFER.id,
 ) -> pd.DataFrame:
     """Images the attack flipped (right when clean, wrong when attacked, no defence).
 
@@ -408,6 +308,8 @@ def flipped_images(
         The defence setting whose effect on the flipped images is reported.
     classes : sequence of str, optional
         Class names (the manifest's ``model.classes``); adds the name columns.
+    threat : str, default="transfer"
+        The threat model of the attacked and defended records (:func:`for_threat`).
 
     Returns
     -------
@@ -427,7 +329,8 @@ def flipped_images(
     """
     check_attack(per_image_df, attack)
     check_defence_key(per_image_df, defence_key)
-    used, note = resolve_eps(per_image_df, attack, eps, NO_DEFENCE)
+    used, note = resolve_eps(per_image_df, attack, eps, NO_DEFENCE, threat=threat)
+    per_image_df = for_threat(per_image_df, threat)
 
     def cell(e: float, key: str) -> pd.DataFrame:
         sel = per_image_df[

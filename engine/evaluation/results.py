@@ -27,6 +27,8 @@ from engine.evaluation._table import group_name, per_image_file
 from engine.evaluation.journal import read_journal
 from engine.evaluation.manifest import recorded_spec, spec_changes
 from engine.evaluation.spec import load_spec
+from engine.evaluation.threats import check_threat
+from engine.threat import ADAPTIVE, TRANSFER
 
 __all__ = [
     "check_stale",
@@ -181,6 +183,7 @@ def reproduce_cell(
     *,
     data_root: str | os.PathLike | None = None,
     limit: int | None = None,
+    threat: str = TRANSFER.id,
 ) -> dict[str, Any]:
     """Recompute one stored cell in memory and compare it with the stored numbers.
 
@@ -208,11 +211,14 @@ def reproduce_cell(
         every metric is compared too. A finished sweep stores the per-image
         records of its per-image subset (``per_image.csv.gz``), a running one
         every image's (its journal).
+    threat : {"transfer", "adaptive"}, default="transfer"
+        The cell's threat model: ``"adaptive"`` recomputes an adaptive cell
+        (crafted through its setting, with the seed the sweep derived for it).
 
     Returns
     -------
     dict
-        ``attack``, ``eps``, ``defence_key``, ``n_images`` (asked for),
+        ``attack``, ``eps``, ``defence_key``, ``threat``, ``n_images`` (asked for),
         ``max_abs_diff`` (metric -> largest absolute difference; per-image
         ``confidence`` and ``true_confidence`` included), ``per_image_checked``
         (stored per-image records compared), ``pred_mismatches`` (of those, the
@@ -237,9 +243,22 @@ def reproduce_cell(
             f"Attack {attack} was run at eps {', '.join(f'{e:g}' for e in attack_setting.eps)} "
             f"in this sweep; got {eps:g}."
         )
-    stored = read_journal(out, manifest).get((group_name(attack, eps), setting.key))
+    through = None
+    if check_threat(threat) == ADAPTIVE.id:
+        entry = spec.adaptive_for(attack)
+        if eps not in entry.eps or setting.key not in entry.defences:
+            raise ParamError(
+                f"The sweep has no adaptive cell {attack}:{eps:g}:{setting.key}; its adaptive "
+                f"{attack} cells are at eps {', '.join(f'{e:g}' for e in entry.eps)} through "
+                f"{', '.join(entry.defences) or 'no setting'}."
+            )
+        through = (entry, setting)
+    elif threat != TRANSFER.id:
+        raise ParamError(f"A sweep computes transfer and adaptive cells only; got {threat!r}.")
+    cell = f"{attack}:{eps:g}:{setting.key} ({threat})"
+    stored = read_journal(out, manifest).get((group_name(attack, eps, threat), setting.key))
     if stored is None:
-        raise EngineError(f"Cell {attack}:{eps:g}:{setting.key} is not stored in {out}.")
+        raise EngineError(f"Cell {cell} is not stored in {out}.")
 
     meta = read_meta(bundle_path)
     if meta.model_sha256 != manifest["model"]["model_sha256"]:
@@ -269,11 +288,11 @@ def reproduce_cell(
     whole = limit is None or n == n_all
     if not checked and not whole:
         raise EngineError(
-            f"No per-image record of cell {attack}:{eps:g}:{setting.key} is stored for the "
+            f"No per-image record of cell {cell} is stored for the "
             f"first {len(indices)} images; check it without --limit (limit=None)."
         )
     prep = sweep.prepare(spec, bundle_path, data_root=data_root, selected=(index, indices))
-    adv, _ = sweep.attack_images(prep, attack_setting, eps)
+    adv, _ = sweep.attack_images(prep, attack_setting, eps, through=through)
     result = sweep.evaluate_cell(prep, adv, setting)
     pert = sweep.perturbation(prep.x, adv)
 
@@ -294,6 +313,7 @@ def reproduce_cell(
         "attack": attack,
         "eps": eps,
         "defence_key": setting.key,
+        "threat": threat,
         "n_images": n,
         "max_abs_diff": diffs,
         "per_image_checked": len(checked),

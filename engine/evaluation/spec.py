@@ -58,6 +58,12 @@ built with :func:`engine.defences.make_defence`, which validates it. A chain's
 ``"jpeg:quality=75"``, ``"bilateral:d=5,sigma_color=25,sigma_space=25"``,
 ``"nlm+bilateral+guided"``; keys must be unique within a spec.
 
+Adaptive cells
+--------------
+``[[adaptive]]`` entries ask for attacks crafted *through* each defence
+setting (BPDA, EOT) next to the transfer cells; their format and rules are
+in :mod:`engine.evaluation.threats`.
+
 Every mistake raises :class:`~engine.errors.ParamError` naming the spec file
 and the entry, before any work starts.
 """
@@ -79,6 +85,7 @@ from engine.attacks import REGISTRY as ATTACKS
 from engine.datasets import SPLITS
 from engine.errors import ParamError
 from engine.evaluation.keys import format_key, format_member, format_value
+from engine.evaluation.threats import AdaptiveSetting, parse_adaptive
 from engine.params import (
     Param,
     as_dict,
@@ -104,7 +111,7 @@ __all__ = [
 
 _TOP_KEYS = (
     *("name", "description", "seed", "split", "limit", "per_image"),
-    *("attacks", "defences", "chains"),
+    *("attacks", "defences", "chains", "adaptive"),
 )
 _DEFENCE_KEYS = ("id", "params", "grid", "zip")
 _RULE_KEYS = ("factor", "min")
@@ -226,6 +233,8 @@ class SweepSpec:
     path : Path or None
         Where it was read from.
     description : str
+    adaptive : tuple of AdaptiveSetting
+        The ``[[adaptive]]`` entries (:mod:`engine.evaluation.threats`).
     """
 
     name: str
@@ -239,6 +248,7 @@ class SweepSpec:
     sha256: str
     path: Path | None = None
     description: str = ""
+    adaptive: tuple[AdaptiveSetting, ...] = ()
 
     def attack(self, attack_id: str) -> AttackSetting:
         """The attack entry with this id (:class:`ParamError` if absent)."""
@@ -247,6 +257,16 @@ class SweepSpec:
                 return a
         known = ", ".join(a.id for a in self.attacks)
         raise ParamError(f"Spec {self.name!r} has no attack {attack_id!r}; it has: {known}.")
+
+    def adaptive_for(self, attack_id: str) -> AdaptiveSetting:
+        """The ``[[adaptive]]`` entry of this attack (:class:`ParamError` if absent)."""
+        for a in self.adaptive:
+            if a.id == attack_id:
+                return a
+        known = ", ".join(a.id for a in self.adaptive) or "none"
+        raise ParamError(
+            f"Spec {self.name!r} has no adaptive cells for {attack_id!r}; it has them for: {known}."
+        )
 
     def defence(self, key: str) -> DefenceSetting:
         """The defence setting with this key, or with this id when only one has it."""
@@ -328,6 +348,7 @@ def parse_spec(text: str, *, source: str | os.PathLike = "<spec>") -> SweepSpec:
         raise ParamError(f"{where}: 'split' must be one of {', '.join(SPLITS)}; got {split!r}.")
     attacks = _attacks(data.get("attacks"), numbers["seed"], where)
     defences = _defences(data.get("defences", []), data.get("chains", []), where)
+    adaptive = parse_adaptive(data.get("adaptive"), attacks, defences, numbers["seed"], where)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ParamError(f"{where}: 'description' must be a string.")
@@ -343,6 +364,7 @@ def parse_spec(text: str, *, source: str | os.PathLike = "<spec>") -> SweepSpec:
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         path=Path(source) if isinstance(source, os.PathLike) else None,
         description=description,
+        adaptive=adaptive,
     )
 
 

@@ -12,7 +12,9 @@ work, and why:
    attack that lists 0, never attacked), then each ``(attack, eps > 0)``.
    A group's adversarial images are computed **once**, with
    :func:`engine.attacks.run_attack` (which enforces the budget), and reused
-   by every defence setting.
+   by every defence setting (the transfer cells). Then each adaptive cell of
+   the spec's ``[[adaptive]]`` entries: its images are crafted through its
+   own defence setting, never reused (:mod:`engine.evaluation.threats`).
 4. Each cell ``(group, defence setting)``: defend the batch
    (:func:`engine.defences.apply_batch`, all cores), predict
    (:func:`engine.gradients.predict`), summarise
@@ -40,12 +42,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.bundle import read_meta
 from engine.errors import DatasetError, ParamError
 from engine.evaluation import _table
 from engine.evaluation._io import CELLS, MANIFEST, atomic_write_text, read_json, to_json
+from engine.evaluation._table import group_name
 from engine.evaluation.cell import (
     ATTACK_BATCH,
     Prepared,
@@ -73,8 +76,9 @@ from engine.evaluation.manifest import (
     recorded_identity,
     refreshed,
 )
-from engine.evaluation.spec import AttackSetting, SweepSpec, load_spec
-from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
+from engine.evaluation.spec import AttackSetting, DefenceSetting, SweepSpec, load_spec
+from engine.evaluation.threats import AdaptiveSetting
+from engine.threat import ADAPTIVE, THREAT_CLEAN, THREAT_TRANSFER
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +103,35 @@ class SweepIdentityError(ParamError):
     """The output folder holds (part of) a different sweep; rerun with ``force``."""
 
 
-def _groups(spec: SweepSpec) -> list[tuple[AttackSetting | None, float]]:
-    """Work units in order: the clean images (if any attack lists 0), then each attack."""
-    out: list[tuple[AttackSetting | None, float]] = []
+class _Unit(NamedTuple):
+    """One attack's images and the cells that share them."""
+
+    group: str
+    attack: AttackSetting | None  # None: the clean images
+    eps: float
+    settings: tuple[DefenceSetting, ...]
+    entry: AdaptiveSetting | None = None  # the [[adaptive]] entry of an adaptive cell
+
+
+def _units(spec: SweepSpec) -> list[_Unit]:
+    """Work in order: the clean images (if any attack lists 0), each attack's transfer group
+    (every setting), then each adaptive cell (one setting: its images are its own)."""
+    out: list[_Unit] = []
     if any(0.0 in a.eps for a in spec.attacks):
-        out.append((None, 0.0))
-    out += [(a, e) for a in spec.attacks for e in a.eps if e > 0]
+        out.append(_Unit(group_name(None, 0.0), None, 0.0, spec.defences))
+    out += [
+        _Unit(group_name(a.id, e), a, e, spec.defences)
+        for a in spec.attacks
+        for e in a.eps
+        if e > 0
+    ]
+    for entry in spec.adaptive:
+        group = {e: group_name(entry.id, e, ADAPTIVE.id) for e in entry.eps}
+        out += [
+            _Unit(group[e], entry.attack, e, (spec.defence(k),), entry)
+            for e in entry.eps
+            for k in entry.defences
+        ]
     return out
 
 
@@ -177,8 +204,8 @@ def run_sweep(
     index, indices = select(spec, meta, data_root=data_root, limit=limit)
     identity = identity_of(spec, meta, index, indices, ATTACK_BATCH)
     previous, done_before = _open(out, spec, identity, force=force)
-    groups = _groups(spec)
-    total = len(groups) * len(spec.defences)
+    units = _units(spec)
+    total = sum(len(u.settings) for u in units)
     journal = dict(done_before)  # only cells of this spec: _open refuses others
     done = len(journal)
     if previous is not None and done == total:
@@ -204,30 +231,38 @@ def run_sweep(
     log.info("sweep %s: %d cells (%d already done) in %s", spec.name, total, done, out)
 
     try:
-        for attack, eps in groups:
-            group = _group((attack, eps))
-            todo = [d for d in spec.defences if (group, d.key) not in journal]
+        for group, attack, eps, settings, entry in units:
+            todo = [d for d in settings if (group, d.key) not in journal]
             if not todo:
                 continue
             if attack is None:
                 adv, attack_seconds = prep.x, 0.0
             else:
-                adv, attack_seconds = attack_images(prep, attack, eps, stage_progress)
+                through = None if entry is None else (entry, todo[0])
+                adv, attack_seconds = attack_images(
+                    prep, attack, eps, stage_progress, through=through
+                )
             pert = perturbation(prep.x, adv)
             for setting in todo:
                 result = evaluate_cell(prep, adv, setting, stage=stage_progress)
+                if attack is None:
+                    params, threat = None, THREAT_CLEAN
+                elif entry is None:
+                    params, threat = attack.params_at(eps), THREAT_TRANSFER
+                else:
+                    params, threat = entry.params_at(eps, setting), entry.label(setting.defence)
                 record = {
                     "format": FORMAT,
                     "group": group,
                     "attack": attack.id if attack else None,
                     "eps": eps,
-                    "attack_params": attack.params_at(eps) if attack else None,
+                    "attack_params": params,
                     "attack_seconds": attack_seconds,
                     "defence": setting.id,
                     "defence_key": setting.key,
                     "defence_label": setting.label,
                     "defence_params": setting.spec,
-                    "threat_model": THREAT_TRANSFER if attack else THREAT_CLEAN,
+                    "threat_model": threat,
                     **pert,
                     **result,
                 }
@@ -245,11 +280,6 @@ def run_sweep(
         raise
     _finish(out, spec, journal, manifest, (started, t_start, computed), complete=done == total)
     return out
-
-
-def _group(work: tuple[AttackSetting | None, float]) -> str:
-    attack, eps = work
-    return _table.group_name(attack.id if attack else None, eps)
 
 
 def _open(

@@ -137,3 +137,41 @@ def test_table_without_a_cell_column_is_an_error(tmp_path):
     table.drop(columns=["ssim_mean"]).to_csv(tmp_path / "results.csv", index=False)
     with pytest.raises(EngineError, match=r"results.csv lacks the column\(s\) ssim_mean"):
         read_journal(tmp_path, manifest)
+
+
+def test_per_image_table_made_before_threat_models_reads_as_transfer(tmp_path):
+    """A per-image table without ``threat_model`` (the shipped format-2 tables): every record
+    belongs to the transfer (or clean) cell of its row."""
+    spec = load_spec(SMOKE)
+    journal, manifest = awkward_journal()
+    write_tables(tmp_path, spec, journal, manifest)
+    per = pd.read_csv(tmp_path / "per_image.csv.gz", dtype=str, keep_default_na=False)
+    assert list(per.columns)[-1] == "threat_model"
+    per.drop(columns="threat_model").to_csv(tmp_path / "per_image.csv.gz", index=False)
+    back = read_journal(tmp_path, manifest)
+    assert back.keys() == journal.keys()
+    assert all(back[k].records for k in journal)
+
+
+def test_an_adaptive_cell_is_its_own_cell_beside_the_transfer_one(tmp_path):
+    from engine.evaluation import parse_spec
+    from engine.threat import adaptive_label
+
+    spec = parse_spec(SMOKE.read_text() + '[[adaptive]]\nattack = "pgd"\neps = [8]\n')
+    journal, manifest = awkward_journal()
+    cell = journal[("pgd@8", "median:kernel=3")]
+    setting = spec.defence("median")
+    values = {
+        **cell.values,
+        "attack_params": spec.adaptive_for("pgd").params_at(8.0, setting),
+        "threat_model": adaptive_label("bpda-identity"),
+        "accuracy": 0.125,
+    }
+    journal[("adaptive/pgd@8", setting.key)] = type(cell)(values, dict(cell.records))
+    assert write_tables(tmp_path, spec, journal, manifest) == 25
+    back = read_journal(tmp_path, manifest)
+    assert back.keys() == journal.keys()
+    assert back[("adaptive/pgd@8", setting.key)].values["accuracy"] == 0.125
+    assert back[("pgd@8", setting.key)].values["accuracy"] == cell.values["accuracy"]
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert table["threat_model"].iloc[-1] == adaptive_label("bpda-identity")
