@@ -1,4 +1,4 @@
-"""Metrics for one evaluation cell: classifier performance, patient risk, image distance.
+"""Metrics for one evaluation cell: classifier performance and patient risk.
 
 Pure numpy. Three families:
 
