@@ -18,21 +18,27 @@ from plotly.subplots import make_subplots
 
 from app import labels, views
 from app.charts.style import (
+    ADAPTIVE_LEGEND,
     DASHES,
     FAMILY_COLOURS,
     HOVER,
     LIVE_COLOUR,
+    ONLY_TRANSFER_NOTE,
     PANEL_COLOURS,
     SYMBOLS,
+    TRANSFER_LEGEND,
+    adaptive_curves,
     base_layout,
     centre_note,
     eps_axis,
+    eps_curve,
     family_colour,
     hover_text,
     plot_value,
     rows_for,
     style_per_key,
     threat_subtitle,
+    threats_subtitle,
     y_axis,
 )
 from app.labels import METRICS, MODEL_PANEL, PATIENT_PANEL
@@ -46,7 +52,15 @@ __all__ = ["metric_vs_eps", "metric_vs_param", "overlay_live", "two_panel"]
 def metric_vs_eps(
     df: pd.DataFrame, *, metric: str, attack: str, defence_keys: Sequence[str]
 ) -> go.Figure:
-    """One metric against attack strength, one line per defence setting.
+    """One metric against attack strength, one line per defence setting and threat model.
+
+    Where the table holds adaptive rows (:mod:`engine.evaluation.threats`) of
+    ``attack`` for a setting, that setting's adaptive curve is drawn dashed in
+    its colour and marker next to its transfer curve, drawn solid (a family's
+    settings are then told apart by marker), each under a legend-group title
+    saying what the attacker knew; "none" without adaptive rows is drawn once
+    (through no defence both attacks are one). Without adaptive rows the
+    figure is transfer-only, as the subtitle says.
 
     Parameters
     ----------
@@ -62,14 +76,15 @@ def metric_vs_eps(
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Scatter`` trace per key, in the order given.
+        One ``Scatter`` trace per key, in the order given, each followed by
+        its adaptive trace where it has one (``legendgroup`` ``ADAPTIVE_LEGEND``).
 
     Raises
     ------
     ParamError
         Unknown metric, attack or key; no key given.
     """
-    df = query.for_threat(df)
+    full, df = df, query.for_threat(df)
     info = labels.check_metric(metric)
     query.check_attack(df, attack)
     keys = list(dict.fromkeys(defence_keys))
@@ -78,27 +93,33 @@ def metric_vs_eps(
     for key in keys:
         query.check_defence_key(df, key)
     styles = style_per_key(keys)
+    adaptive = adaptive_curves(full, attack, keys)
     fig = go.Figure()
     shown = []
     for key in keys:
         rows = rows_for(df, attack, key)
         shown.append(rows)
         colour, dash, symbol = styles[key]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["eps"].tolist(),
-                y=[plot_value(v) for v in rows[metric]],
-                mode="lines+markers",
-                name=labels.setting_label(key),
-                line={"color": colour, "dash": dash, "width": 3.5 if key == NO_DEFENCE else 2},
-                marker={"symbol": symbol, "size": 8},
-                hovertext=[hover_text(r, metric) for _, r in rows.iterrows()],
-                hovertemplate=HOVER,
+        line = {"color": colour, "dash": dash, "width": 3.5 if key == NO_DEFENCE else 2}
+        name = labels.setting_label(key)
+        if not adaptive:
+            fig.add_trace(eps_curve(rows, metric, name, line, symbol))
+            continue
+        if key == NO_DEFENCE and key not in adaptive:
+            name += " (the same under both threat models)"
+        solid = {**line, "dash": "solid"}  # settings of a family: told apart by marker
+        fig.add_trace(eps_curve(rows, metric, name, solid, symbol, group=TRANSFER_LEGEND))
+        if key in adaptive:
+            shown.append(adaptive[key])
+            dashed = {**solid, "dash": "dash"}
+            fig.add_trace(
+                eps_curve(adaptive[key], metric, name, dashed, symbol, group=ADAPTIVE_LEGEND)
             )
-        )
     plotted = pd.concat(shown)
     better = "higher is better" if info.higher_is_better else "lower is better"
-    subtitle = threat_subtitle(plotted)
+    subtitle = threats_subtitle(plotted) if adaptive else threat_subtitle(plotted)
+    if not adaptive and (plotted["defence_key"] != NO_DEFENCE).any() and (plotted["eps"] > 0).any():
+        subtitle += f" · {ONLY_TRANSFER_NOTE}"
     values = pd.to_numeric(plotted[metric], errors="coerce")
     undefined = info.patient and not np.isfinite(values).any()
     if undefined:
@@ -114,6 +135,8 @@ def metric_vs_eps(
     eps_axis(fig, plotted["eps"].tolist())
     if undefined:
         centre_note(fig, "Undefined for this dataset (no “sick” classes)")
+    if adaptive:
+        fig.update_layout(legend={"groupclick": "toggleitem"})
     return fig
 
 

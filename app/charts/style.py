@@ -22,23 +22,35 @@ import plotly.graph_objects as go
 from app import labels
 from app.labels import EPS_AXIS, METRICS
 from engine.errors import ParamError
-from engine.evaluation import keys
+from engine.evaluation import keys, query
 from engine.evaluation.keys import CHAIN_SEP, NO_DEFENCE
-from engine.threat import THREAT_TRANSFER
+from engine.threat import (
+    ADAPTIVE,
+    THREAT_ADAPTIVE,
+    THREAT_TRANSFER,
+    TRANSFER,
+    is_adaptive,
+    parse_adaptive,
+)
 
 __all__ = [
+    "ADAPTIVE_LEGEND",
     "CHART_CONFIG",
     "CHART_CONFIG_SVG",
     "DASHES",
     "FAMILY_COLOURS",
     "HOVER",
     "LIVE_COLOUR",
+    "ONLY_TRANSFER_NOTE",
     "PANEL_COLOURS",
     "SYMBOLS",
+    "TRANSFER_LEGEND",
+    "adaptive_curves",
     "base_layout",
     "centre_note",
     "chart_config",
     "eps_axis",
+    "eps_curve",
     "family_colour",
     "hover_text",
     "metric_axis_title",
@@ -46,6 +58,7 @@ __all__ = [
     "rows_for",
     "style_per_key",
     "threat_subtitle",
+    "threats_subtitle",
     "y_axis",
 ]
 
@@ -116,6 +129,14 @@ _FONT = {"family": "Inter, Arial, sans-serif", "size": 13}
 _TITLE_WIDTH = 70  # characters per title line (17 px font, ~600 px)
 _SUBTITLE_WIDTH = 95  # characters per subtitle line (12 px font)
 _TRANSFER_CAVEAT = "an attacker who knows the defence does better (Athalye et al. 2018)"
+#: Legend-group titles of a chart drawing both threat models (solid transfer, dashed adaptive).
+TRANSFER_LEGEND = f"Solid: attacker does not know the defence ({TRANSFER.title.lower()})"
+ADAPTIVE_LEGEND = f"Dashed: attacker knows the defence ({ADAPTIVE.title.lower()}: BPDA/EOT)"
+#: Said on a chart of defences when the table has no adaptive rows for what it draws.
+ONLY_TRANSFER_NOTE = (
+    f"only {TRANSFER.title.lower()} rows: no {ADAPTIVE.title.lower()} attack "
+    "in this table for these settings"
+)
 
 
 def family_colour(family: str) -> str:
@@ -200,6 +221,23 @@ def threat_subtitle(rows: pd.DataFrame) -> str:
     return f"Threat model: {text}"
 
 
+def threats_subtitle(rows: pd.DataFrame) -> str:
+    """The subtitle of a chart drawing transfer rows solid and adaptive rows dashed.
+
+    Names both threat models, the adaptive attackers' backward passes and EOT
+    samples found in ``rows`` (e.g. ``bpda-identity, EOT 8``), and ε 0 if drawn.
+    """
+    found = [parse_adaptive(t) for t in dict.fromkeys(rows["threat_model"]) if isinstance(t, str)]
+    how = [f"{a.backward}, EOT {a.eot}" if a.eot > 1 else a.backward for a in found if a]
+    text = f"Threat models: solid = {THREAT_TRANSFER}; dashed = {THREAT_ADAPTIVE}"
+    shown = "; ".join(h for h in dict.fromkeys(how) if h)
+    if shown:
+        text += f" ({shown})"
+    if (rows["eps"] == 0).any():
+        text += "; ε 0 = clean images"
+    return text
+
+
 def plot_value(value: Any) -> float | None:
     """A value as plotted: shares stay fractions, infinities and NaN become gaps."""
     v = float(value) if value is not None else math.nan
@@ -232,6 +270,45 @@ def hover_text(row: pd.Series, metric: str, *, title: str | None = None) -> str:
 def rows_for(df: pd.DataFrame, attack: str, key: str) -> pd.DataFrame:
     rows = df[(df["attack"] == attack) & (df["defence_key"] == key)]
     return rows.sort_values("eps")
+
+
+def adaptive_curves(df: pd.DataFrame, attack: str, keys: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Key -> its adaptive rows (and clean ones), for the keys with adaptive rows of ``attack``."""
+    if ADAPTIVE.id not in query.threats(df):
+        return {}
+    df = query.for_threat(df, ADAPTIVE.id)
+    out = {}
+    for key in keys:
+        rows = rows_for(df, attack, key)
+        if any(is_adaptive(t) for t in rows.loc[rows["eps"] > 0, "threat_model"]):
+            out[key] = rows
+    return out
+
+
+def eps_curve(
+    rows: pd.DataFrame,
+    metric: str,
+    name: str,
+    line: dict[str, Any],
+    symbol: str,
+    *,
+    group: str | None = None,
+) -> go.Scatter:
+    """One setting's curve against ε; ``group`` puts it under that legend-group title."""
+    extra: dict[str, Any] = {}
+    if group is not None:
+        extra = {"legendgroup": group, "legendgrouptitle": {"text": group}}
+    return go.Scatter(
+        x=rows["eps"].tolist(),
+        y=[plot_value(v) for v in rows[metric]],
+        mode="lines+markers",
+        name=name,
+        line=line,
+        marker={"symbol": symbol, "size": 8},
+        hovertext=[hover_text(r, metric) for _, r in rows.iterrows()],
+        hovertemplate=HOVER,
+        **extra,
+    )
 
 
 def centre_note(fig: go.Figure, text: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
 from app import charts, labels
+from app.charts.style import ADAPTIVE_LEGEND, TRANSFER_LEGEND
 from engine.errors import ParamError
-from engine.threat import THREAT_TRANSFER
+from engine.threat import ADAPTIVE, THREAT_TRANSFER, TRANSFER, adaptive_label
 from tests.engine.tables import ACC, make_table
 
 MANIFEST = {"model": {"classes": ["ok", "bad"], "positive": ["bad"]}}
@@ -90,6 +92,79 @@ def test_metric_vs_eps_errors(table):
         charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=["bm3d"])
     with pytest.raises(ParamError, match="at least one defence setting"):
         charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=[])
+
+
+def _with_adaptive(table: pd.DataFrame, keys, attack: str = "fgsm") -> pd.DataFrame:
+    """``table`` plus an adaptive copy (accuracy 0.02 lower per ε step) of ``keys``' attacked
+    rows of ``attack``, the copies first."""
+    rows = table[(table["attack"] == attack) & (table["eps"] > 0) & table["defence_key"].isin(keys)]
+    rows = rows.copy()
+    rows["threat_model"] = adaptive_label("bpda-identity")
+    rows["accuracy"] = rows["accuracy"] - 0.005 * rows["eps"]
+    return pd.concat([rows, table], ignore_index=True)
+
+
+KEYS = ["none", "median:kernel=3", "median:kernel=5", "jpeg:quality=50"]
+
+
+def test_metric_vs_eps_draws_adaptive_dashed_in_the_same_colour(table):
+    before = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=KEYS)
+    both = _with_adaptive(table, ["median:kernel=3", "median:kernel=5"])
+    fig = charts.metric_vs_eps(both, metric="accuracy", attack="fgsm", defence_keys=KEYS)
+    transfer = [t for t in fig.data if t.legendgroup == TRANSFER_LEGEND]
+    adaptive = [t for t in fig.data if t.legendgroup == ADAPTIVE_LEGEND]
+    assert len(transfer) == len(KEYS) and len(adaptive) == 2 and len(fig.data) == 6
+    for old, new in zip(before.data, transfer, strict=True):  # transfer numbers as before
+        assert (list(new.x), list(new.y)) == (list(old.x), list(old.y))
+        assert (new.line.color, new.marker.symbol) == (old.line.color, old.marker.symbol)
+        assert new.line.dash == "solid"
+    for t, key in zip(adaptive, ["median:kernel=3", "median:kernel=5"], strict=True):
+        twin = transfer[KEYS.index(key)]
+        assert t.line.dash == "dash" and t.line.color == twin.line.color
+        assert t.marker.symbol == twin.marker.symbol and t.name == twin.name
+        accs = ACC[key]
+        assert list(t.x) == [0.0, 4.0, 8.0]
+        assert list(t.y) == pytest.approx([accs[0], accs[4] - 0.02, accs[8] - 0.04])
+        assert f"Threat model: {adaptive_label('bpda-identity')}" in t.hovertext[1]
+    assert fig.data[2].legendgroup == ADAPTIVE_LEGEND  # right after its transfer twin
+    assert transfer[0].name == "No defence (the same under both threat models)"
+    assert "does not know the defence (transfer)" in TRANSFER_LEGEND
+    assert "knows the defence (adaptive: BPDA/EOT)" in ADAPTIVE_LEGEND
+    assert {t.legendgrouptitle.text for t in fig.data} == {
+        TRANSFER_LEGEND,
+        ADAPTIVE_LEGEND,
+    }
+    subtitle = _subtitle(fig)
+    assert f"solid = {TRANSFER.label}" in subtitle
+    assert f"dashed = {ADAPTIVE.label} (bpda-identity)" in subtitle
+    assert "only transfer rows" not in subtitle
+
+
+def test_metric_vs_eps_adaptive_no_defence_drawn_when_it_has_rows(table):
+    both = _with_adaptive(table, ["none"])
+    fig = charts.metric_vs_eps(both, metric="accuracy", attack="fgsm", defence_keys=KEYS[:2])
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid"]
+    assert fig.data[0].name == fig.data[1].name == "No defence"
+    assert list(fig.data[1].y) == pytest.approx([0.90, 0.28, 0.06])
+
+
+def test_metric_vs_eps_without_adaptive_rows_is_transfer_only_and_says_so(table):
+    other = _with_adaptive(table, ["median:kernel=3"], attack="pgd")  # not the drawn attack
+    for df in (table, other):
+        fig = charts.metric_vs_eps(df, metric="accuracy", attack="fgsm", defence_keys=KEYS)
+        assert len(fig.data) == len(KEYS)
+        assert [t.name for t in fig.data] == [labels.setting_label(k) for k in KEYS]
+        for t, key in zip(fig.data, KEYS, strict=True):
+            assert list(t.y) == pytest.approx([ACC[key][e] for e in (0, 4, 8)])
+            assert t.legendgroup is None
+        assert [t.line.dash for t in fig.data] == ["solid", "solid", "dash", "solid"]
+        subtitle = _subtitle(fig)
+        assert subtitle.count("an attacker who knows the defence does better") == 1
+        assert subtitle.endswith(
+            "· only transfer rows: no adaptive attack in this table for these settings"
+        )
+    alone = charts.metric_vs_eps(table, metric="accuracy", attack="fgsm", defence_keys=["none"])
+    assert "only transfer rows" not in _subtitle(alone)  # no defence drawn: nothing to know
 
 
 # --------------------------------------------------------------------------- two panel

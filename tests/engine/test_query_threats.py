@@ -92,11 +92,18 @@ def test_views_and_charts_show_the_transfer_rows_as_before(tables):
             tradeoff(table, attack=attack, eps=eps),
         )
     keys = ["none", "median:kernel=3", "jpeg:quality=75", "nlm+bilateral+guided"]
-    for metric in ("accuracy", "sensitivity", "psnr_mean"):
-        _same_figure(
-            curves.metric_vs_eps(both, metric=metric, attack="pgd", defence_keys=keys),
-            curves.metric_vs_eps(table, metric=metric, attack="pgd", defence_keys=keys),
-        )
+    for metric in ("accuracy", "sensitivity", "psnr_mean"):  # the one chart of both models
+        a = curves.metric_vs_eps(both, metric=metric, attack="pgd", defence_keys=keys)
+        b = curves.metric_vs_eps(table, metric=metric, attack="pgd", defence_keys=keys)
+        assert len(a.data) == 2 * len(b.data)  # every setting's adaptive curve added, dashed
+        for old, new, ad in zip(b.data, a.data[::2], a.data[1::2], strict=True):
+            same = ("name", "x", "y", "hovertext")
+            assert [new[k] for k in same] == [old[k] for k in same]
+            assert new.line.color == old.line.color and new.line.dash == "solid"
+            assert (ad.name, ad.line.color, ad.line.dash) == (old.name, old.line.color, "dash")
+            if metric == "accuracy":  # the adaptive copies' numbers: halved + 0.01 when attacked
+                want = [old.y[0], *(v / 2 + 0.01 for v in old.y[1:])]
+                assert list(ad.y) == pytest.approx(want) and list(ad.x) == list(old.x)
     for key in ("none", "webp_flip:quality=90"):
         _same_figure(
             curves.two_panel(both, attack="fgsm", defence_key=key, manifest=manifest),
