@@ -36,6 +36,7 @@ import numpy as np
 from engine.attacks.source import GradientSource
 from engine.errors import ParamError
 from engine.params import SEED_MAX, declared, param, seed_param, validate
+from engine.threat import adaptive_label
 
 if TYPE_CHECKING:
     from engine.defences import Defence
@@ -44,8 +45,8 @@ __all__ = [
     "AdaptiveParams",
     "Through",
     "check_restarts",
-    "describe",
     "restart_seed",
+    "threat_label",
     "worse",
 ]
 
@@ -181,18 +182,15 @@ def worse(
     return pred == target, -loss
 
 
-def describe(defence: Defence | None, eot_samples: int = 1) -> str:
-    """How the attacker got through ``defence``, for a results row or a caption.
+def threat_label(defence: Defence, eot_samples: int = 1) -> str:
+    """The threat-model label of an attack crafted through ``defence``.
 
-    ``"none"`` without a defence; else the backward pass (``"exact"``,
-    ``"bpda-identity"``, ...) and, for a randomised defence, the EOT draws,
-    e.g. ``"exact, EOT over 8 draws"``.
+    :func:`engine.threat.adaptive_label` with the defence's backward pass and,
+    for a randomised defence only, its EOT draws: the one place that decides
+    what a results row or the live lab says about an adaptive attacker, e.g.
+    ``"adaptive: crafted through the defence (exact, EOT 8)"``.
     """
-    if defence is None:
-        return "none"
-    if not defence.randomised:
-        return defence.backward
-    return f"{defence.backward}, EOT over {eot_samples} draw{'s' if eot_samples != 1 else ''}"
+    return adaptive_label(defence.backward, eot_samples if defence.randomised else 1)
 
 
 def check_restarts(params: object, restarts: int, title: str) -> None:

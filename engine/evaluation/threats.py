@@ -53,11 +53,11 @@ import numpy as np
 import pandas as pd
 
 from engine.attacks import REGISTRY as ATTACKS
-from engine.attacks.adaptive import AdaptiveParams, check_restarts
+from engine.attacks.adaptive import AdaptiveParams, check_restarts, threat_label
 from engine.errors import ParamError
 from engine.evaluation.keys import NO_DEFENCE, format_value
 from engine.params import SEED_MAX, as_dict, build, params_of
-from engine.threat import ADAPTIVE, CLEAN, THREAT_MODELS, TRANSFER, adaptive_label, parse
+from engine.threat import ADAPTIVE, CLEAN, THREAT_MODELS, TRANSFER, parse
 
 if TYPE_CHECKING:
     from engine.defences import Defence
@@ -132,7 +132,7 @@ class AdaptiveSetting:
 
     def label(self, defence: Defence) -> str:
         """The stored threat model of a cell through ``defence``."""
-        return adaptive_label(defence.backward, self._eot(defence))
+        return threat_label(defence, self.options.eot_samples)
 
     def record(self) -> dict[str, Any]:
         """The entry as plain data (the manifest's record and the spec's settings)."""

@@ -31,6 +31,7 @@ import numpy as np
 from engine import defences as dfn
 from engine import metrics
 from engine.attacks import DEFAULT_ATTACK
+from engine.attacks.adaptive import threat_label
 from engine.errors import ParamError
 from engine.images import resize_image
 from engine.lab.inputs import (
@@ -45,7 +46,7 @@ from engine.lab.inputs import (
     live_attacker,
 )
 from engine.params import as_dict, build
-from engine.threat import THREAT_CLEAN, THREAT_TRANSFER, adaptive_label
+from engine.threat import THREAT_CLEAN, THREAT_TRANSFER
 
 if TYPE_CHECKING:  # TensorFlow loads when a function runs, never on import
     import keras
@@ -302,7 +303,7 @@ def _threat(eps: float, adaptive: bool, defence: dfn.Defence, draws: int) -> str
     """The threat-model label of a live attack (clean below one grey level)."""
     if math.floor(eps) == 0:
         return THREAT_CLEAN
-    return adaptive_label(defence.backward, eot=draws) if adaptive else THREAT_TRANSFER
+    return threat_label(defence, draws) if adaptive else THREAT_TRANSFER
 
 
 # --------------------------------------------------------------------------- live lab

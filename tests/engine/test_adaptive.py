@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from engine.attacks import REGISTRY, run_attack
-from engine.attacks.adaptive import AdaptiveParams, Through, describe, restart_seed
+from engine.attacks.adaptive import AdaptiveParams, Through, restart_seed, threat_label
 from engine.defences import (
     BACKWARD_BPDA,
     BACKWARD_EXACT,
@@ -161,8 +161,10 @@ def test_backward_labels_and_forward_passes():
     np.testing.assert_array_equal(MedianBlur().forward(x), MedianBlur()(x8).astype(np.float32))
     chain = Chain((Identity(), MedianBlur(), GaussianBlur()))
     np.testing.assert_array_equal(chain.forward(x), chain(x8).astype(np.float32))
-    assert describe(None) == "none" and describe(JPEG()) == BACKWARD_BPDA
-    assert describe(RandomResizePad(), 8) == "exact, EOT over 8 draws"
+    assert threat_label(JPEG(), 8) == "adaptive: crafted through the defence (bpda-identity)"
+    assert (
+        threat_label(RandomResizePad(), 8) == "adaptive: crafted through the defence (exact, EOT 8)"
+    )
 
 
 # --------------------------------------------------------------------------- the randomised defence
