@@ -10,10 +10,25 @@ import streamlit as st
 
 from app import charts, labels, views
 from engine import datasets, threat
+from engine import defences as dfn
+from engine.errors import EngineError
 from engine.evaluation import query
-from engine.lab import MiniSweepOptions
+from engine.lab import LiveAttacker, MiniSweepOptions
 from engine.params import declaration
 from ui import common, widgets
+
+#: The Live lab's switch, with the same words.
+ADAPTIVE_SWITCH = "The attacker knows the defence"
+ADAPTIVE_HELP = (
+    "Off: each test image is attacked on the model alone, and the defence is applied "
+    "afterwards, as the precomputed curves do: the attacker does not know the defence. "
+    "On: the attacker knows the defence and attacks straight through it, once for every "
+    "defence setting (so the sweep takes longer). Where the defence cannot be followed "
+    "step by step (a filter, a codec), the attacker treats it as letting the image "
+    "through unchanged when it works out which way to push the pixels; against a random "
+    "defence, it averages over several random draws of it. This is the honest test of "
+    "what a defence is worth."
+)
 
 entry = common.current()
 st.title("Explorer")
@@ -36,6 +51,28 @@ df, manifest = loaded
 def _sweeps() -> dict[tuple, list[dict[str, Any]]]:
     """Finished live sweeps, shared by sessions (they are deterministic)."""
     return {}
+
+
+def _defences(specs: list[Any]) -> list[dfn.Defence] | None:
+    """The defence settings of the sweep (``None`` if one is not valid: the sweep says why)."""
+    try:
+        return [dfn.Identity() if s is None else dfn.from_spec(s) for s in specs]
+    except EngineError:
+        return None
+
+
+def pick_attacker(specs: list[Any]) -> tuple[bool, int | None]:
+    """The lab's switch (the attacker knows the defence), and its EOT draws for a random one."""
+    switch = declaration(LiveAttacker, "adaptive")
+    adaptive = bool(
+        widgets.param_widget(switch, key="ex_adaptive", label=ADAPTIVE_SWITCH, help=ADAPTIVE_HELP)
+    )
+    built = _defences(specs) or []
+    if not (adaptive and any(d.randomised for d in built)):
+        return adaptive, None
+    draws = declaration(LiveAttacker, "eot_samples")
+    eot = widgets.param_widget(draws, key="ex_eot", label="EOT draws per step")
+    return True, int(eot) if isinstance(eot, int | float) else None  # None: the declared default
 
 
 @st.cache_data(show_spinner="Reading test images…", max_entries=8)
@@ -105,7 +142,25 @@ else:
     defences_arg = [s for _, s in settings]
     request = ("param", attack, eps_used, tuple(str(s) for s in defences_arg))
 
-key = (entry.key, entry.meta.model_sha256 if entry.meta else "", n, metric, *request)
+adaptive, eot_samples = pick_attacker(defences_arg)
+built = _defences(defences_arg)
+no_defence = built is not None and all(isinstance(d, dfn.Identity) for d in built)
+transfer_only = not any(threat.is_adaptive(str(t)) for t in df["threat_model"].unique())
+if adaptive and no_defence:
+    st.info(
+        "This setting has no defence, so an attacker who knows the defence has nothing more "
+        "to know: the live points are those of the plain attack. Pick a defence to see the "
+        "difference."
+    )
+elif adaptive and transfer_only:
+    st.info(
+        "The live points are for an attacker who knows the defence; the precomputed curve is "
+        "for an attacker who does not (transfer), so the defence looks stronger on the curve "
+        "than it is against this attacker: expect the live points below it."
+    )
+
+attacker = (adaptive, eot_samples)
+key = (entry.key, entry.meta.model_sha256 if entry.meta else "", n, metric, *attacker, *request)
 done = _sweeps().get(key)
 run = st.button(
     "▶ Run the live sweep" if done is None else "Shown below (cached)",
@@ -132,6 +187,8 @@ if run and done is None:
             eps_values=eps_values,
             defences=defences_arg,
             positive=positive or None,
+            adaptive=adaptive,
+            eot_samples=eot_samples,
             progress=progress,
         )
         if x_name != "eps":  # rows are eps-major, one per defence setting
@@ -143,7 +200,8 @@ if run and done is None:
         st.rerun()  # redraw with the live points and the "cached" button
 
 if done:
-    charts.overlay_live(fig, done, metric=metric, x=x_name, name=f"live ({n} images)")
+    name = f"live, attacker knows the defence ({n} images)" if adaptive else f"live ({n} images)"
+    charts.overlay_live(fig, done, metric=metric, x=x_name, name=name)
 widgets.chart(fig, key="ex_chart", filename=f"{entry.key}_explorer")
 if done:
     if "ex_seconds" in st.session_state:
@@ -158,4 +216,9 @@ if done:
             [{k: r.get(k) for k in (x_name, "defence_label", "n_images", metric)} for r in done],
             hide_index=True,
         )
-common.threat_badge(threat.THREAT_TRANSFER)
+# The threat model of the live rows shown (an attacked row's, not a clean one's), else the
+# precomputed curve's.
+shown = list(dict.fromkeys(str(r.get("threat_model")) for r in done or []))
+attacked = [t for t in shown if t != threat.THREAT_CLEAN]
+for label in attacked or shown or [threat.THREAT_TRANSFER]:
+    common.threat_badge(label)

@@ -383,6 +383,8 @@ class ModelWorker:
         defences: Sequence[DefenceLike],
         attack_params: Mapping[str, Any] | None = None,
         positive: Sequence[int] | None = None,
+        adaptive: bool = False,
+        eot_samples: int | None = None,
         progress: ProgressFn | None = None,
         timeout: float | None = None,
     ) -> list[SweepRow]:
@@ -393,7 +395,8 @@ class ModelWorker:
         and waits for its own turn, so another session's request waits for
         one batch at most, not the whole sweep. The rows are merged here
         (:func:`engine.lab.combine_mini_sweep`) and are the same as one
-        unbatched pass would give.
+        unbatched pass would give. With ``adaptive=True`` each batch is one
+        budget and one defence setting, crafted through that setting.
 
         Parameters
         ----------
@@ -401,6 +404,10 @@ class ModelWorker:
             The bundle.
         images, labels, attack, eps_values, defences, attack_params, positive
             As for :func:`engine.lab.run_mini_sweep`.
+        adaptive, eot_samples
+            As for :func:`engine.lab.run_mini_sweep` (same defaults):
+            ``adaptive=True`` crafts each defence setting's attack through it
+            (BPDA, EOT). Checked here, before the first batch is sent.
         progress : callable, optional
             ``progress(done, total, message)``, called in the caller's thread
             as the child reports each unit of work (counted over the whole
@@ -415,9 +422,11 @@ class ModelWorker:
             One row per (eps, defence), as :func:`engine.lab.run_mini_sweep`.
         """
         from engine.lab import check_labels, combine_mini_sweep, count_images, plan_mini_sweep
+        from engine.lab.inputs import live_attacker
 
         y = check_labels(labels, count_images(images))
-        plan = plan_mini_sweep(len(y), eps_values, defences)
+        attacker = live_attacker(adaptive, eot_samples)
+        plan = plan_mini_sweep(len(y), eps_values, defences, adaptive=attacker.adaptive)
         eps, defs = tuple(eps_values), tuple(defences)
         parts = [
             self._request(
@@ -430,6 +439,8 @@ class ModelWorker:
                     eps,
                     defs,
                     attack_params,
+                    adaptive,
+                    eot_samples,
                 ),
                 timeout=timeout,
                 progress=progress,

@@ -116,7 +116,8 @@ class SweepBatchRequest(BundleRequest["SweepPart"]):
     """:func:`engine.lab.run_sweep_batch`: one batch of a mini sweep.
 
     ``images`` and ``labels`` are the batch's only; the other fields are the
-    whole sweep's settings.
+    whole sweep's settings (``adaptive`` and ``eot_samples``: the attacker,
+    as for :class:`LabRequest`).
     """
 
     kind: ClassVar[str] = "sweep_batch"
@@ -127,6 +128,8 @@ class SweepBatchRequest(BundleRequest["SweepPart"]):
     eps_values: tuple[float, ...]
     defences: tuple[DefenceLike, ...]
     attack_params: Mapping[str, Any] | None
+    adaptive: bool
+    eot_samples: int | None
 
 
 @dataclass(frozen=True)

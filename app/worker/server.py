@@ -201,6 +201,8 @@ class _Server:
             eps_values=req.eps_values,
             defences=req.defences,
             attack_params=req.attack_params,
+            adaptive=req.adaptive,
+            eot_samples=req.eot_samples,
             progress=progress,
         )
 

@@ -26,7 +26,11 @@ the attack is crafted *through* the defence (exact gradients where it is
 differentiable, BPDA where it is not, EOT over
 :attr:`LiveAttacker.eot_samples` draws where it is randomised), and the
 result's ``threat_model`` is the adaptive label naming the backward pass
-(:func:`engine.threat.adaptive_label`). The mini sweep is transfer only.
+(:func:`engine.threat.adaptive_label`). ``run_mini_sweep(..., adaptive=True)``
+is the same attacker for a batch: each defence setting's images are crafted
+through that setting (one attack per budget and setting, so batches are planned
+per setting: ``plan_mini_sweep(..., adaptive=True)``), and every attacked row's
+``threat_model`` is that adaptive label.
 
 Importing this package is cheap: it never imports TensorFlow or Keras at
 import time (the dashboard runs the functions in a separate model worker

@@ -3,9 +3,12 @@
 :func:`plan_mini_sweep` cuts a sweep into :class:`SweepBatch` es: each is up
 to :data:`IMAGES_PER_BATCH` images under one budget, with every defence
 evaluated on them (and, in the first batch of each group of images, the clean
-pass). Running one (:func:`engine.lab.run_sweep_batch`) gives a
-:class:`SweepPart`, its raw predictions; :func:`combine_mini_sweep` merges
-the parts into the rows of :func:`engine.lab.run_mini_sweep`.
+pass). Crafted through the defence (``adaptive=True``), the attack images of
+one defence setting cannot serve another, so each batch is one budget *and
+one defence setting*: one attack per batch, as in a transfer batch. Running
+one (:func:`engine.lab.run_sweep_batch`) gives a :class:`SweepPart`, its raw
+predictions; :func:`combine_mini_sweep` merges the parts into the rows of
+:func:`engine.lab.run_mini_sweep`.
 
 Batches are exact, not approximate: the images are split at multiples of
 :data:`IMAGES_PER_BATCH`, which is where :func:`engine.attacks.run_attack`
@@ -25,7 +28,13 @@ import numpy as np
 
 from engine import metrics
 from engine.errors import ParamError
-from engine.lab.inputs import DefenceLike, check_defences, check_eps_values, check_labels
+from engine.lab.inputs import (
+    DefenceLike,
+    check_defences,
+    check_eps_values,
+    check_labels,
+    live_attacker,
+)
 
 __all__ = [
     "IMAGES_PER_BATCH",
@@ -58,6 +67,9 @@ class SweepBatch:
         Images in the whole sweep.
     eps_index : tuple of int
         The budgets it runs, as indices into the sweep's ``eps_values``.
+    defence_index : tuple of int
+        The defence settings it evaluates, as indices into the sweep's
+        ``defences``: all of them in a transfer batch, one in an adaptive one.
     clean : bool
         Whether it also runs the clean pass of its images (the first batch of
         each group of images does).
@@ -65,15 +77,29 @@ class SweepBatch:
         Units of work (the clean pass, each attack, each defence evaluated)
         done by the batches before this one, and in the whole sweep: the
         batch reports ``progress(done_before + its own, total, message)``.
+    adaptive : bool, default=False
+        Planned for an attacker who knows the defence: each (budget, defence)
+        cell is crafted through its defence, one attack per cell instead of
+        one per budget. :func:`engine.lab.run_sweep_batch` refuses to run it
+        for the other attacker.
     """
 
     start: int
     stop: int
     n_images: int
     eps_index: tuple[int, ...]
+    defence_index: tuple[int, ...]
     clean: bool
     done_before: int
     total: int
+    adaptive: bool = False
+
+    @property
+    def units(self) -> int:
+        """Units of work in this batch: its clean pass, its attacks, each defence evaluated."""
+        n_def = len(self.defence_index)
+        attacks = n_def if self.adaptive else 1  # adaptive: one attack per defence setting
+        return int(self.clean) + len(self.eps_index) * (attacks + n_def)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +149,11 @@ class SweepPart:
 
 
 def plan_mini_sweep(
-    n_images: int, eps_values: Sequence[float], defences: Sequence[DefenceLike]
+    n_images: int,
+    eps_values: Sequence[float],
+    defences: Sequence[DefenceLike],
+    *,
+    adaptive: bool = False,
 ) -> tuple[SweepBatch, ...]:
     """The batches of a sweep: every group of :data:`IMAGES_PER_BATCH` images, one budget each.
 
@@ -133,26 +163,44 @@ def plan_mini_sweep(
         Images in the sweep (at least one).
     eps_values, defences : sequence
         As for :func:`run_mini_sweep` (only their number matters here).
+    adaptive : bool, default=False
+        Plan for an attacker who knows the defence (as for
+        :func:`run_mini_sweep`): the attack images of one defence setting
+        cannot serve another, so each batch is one budget and one defence
+        setting (one attack each); otherwise one budget with every defence.
 
     Returns
     -------
     tuple of SweepBatch
-        Image-group-major, then in the order of ``eps_values``; the first
-        batch of each image group also runs its clean pass.
+        Image-group-major, then in the order of ``eps_values`` (then of
+        ``defences`` when adaptive); the first batch of each image group also
+        runs its clean pass.
+
+    Raises
+    ------
+    ParamError
+        ``n_images`` not a positive integer, no budget or no defence, or
+        ``adaptive`` not a bool.
     """
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
         raise ParamError(f"n_images must be a positive integer; got {n_images!r}.")
     n_eps = len(check_eps_values(eps_values))
-    per_eps = 1 + len(check_defences(defences))
+    n_def = len(check_defences(defences))
+    adaptive = live_attacker(adaptive, None).adaptive
+    settings = [(j,) for j in range(n_def)] if adaptive else [tuple(range(n_def))]
     starts = range(0, n_images, IMAGES_PER_BATCH)
+    per_eps = 2 * n_def if adaptive else 1 + n_def  # attacks, then each defence evaluated
     total = len(starts) * (1 + n_eps * per_eps)
     batches: list[SweepBatch] = []
     done = 0
     for start in starts:
         stop = min(start + IMAGES_PER_BATCH, n_images)
         for i in range(n_eps):
-            batches.append(SweepBatch(start, stop, n_images, (i,), i == 0, done, total))
-            done += (i == 0) + per_eps
+            for js in settings:
+                clean = i == 0 and js[0] == 0
+                b = SweepBatch(start, stop, n_images, (i,), js, clean, done, total, adaptive)
+                batches.append(b)
+                done += b.units
     return tuple(batches)
 
 
@@ -160,20 +208,26 @@ def _check_cover(parts: Sequence[SweepPart], n_images: int) -> list[int]:
     """The first image of each group; :class:`ParamError` unless every unit is there once."""
     groups = sorted({(p.batch.start, p.batch.stop) for p in parts})
     starts = [a for a, _ in groups]
-    n_def = len(parts[0].cells) // max(1, len(parts[0].batch.eps_index))
-    seen = [(p.batch.start, i) for p in parts for i in p.batch.eps_index]
+    seen = [
+        (p.batch.start, i, j)
+        for p in parts
+        for i in p.batch.eps_index
+        for j in p.batch.defence_index
+    ]
+    grid = sorted({(i, j) for _, i, j in seen})
     if (
         starts != [0] + [b for _, b in groups[:-1]]
         or groups[-1][1] != n_images
         or len(set(seen)) != len(seen)
+        or any(sorted((i, j) for a, i, j in seen if a == start) != grid for start in starts)
+        or len({p.batch.adaptive for p in parts}) != 1
         or sorted(p.batch.start for p in parts if p.clean_probs is not None) != starts
         or any(
             sorted((c.eps_index, c.defence_index) for c in p.cells)
-            != [(i, j) for i in sorted(p.batch.eps_index) for j in range(n_def)]
+            != [(i, j) for i in sorted(p.batch.eps_index) for j in sorted(p.batch.defence_index)]
             for p in parts
         )
-        or sum(p.batch.clean + len(p.batch.eps_index) * (1 + n_def) for p in parts)
-        != parts[0].batch.total
+        or sum(p.batch.units for p in parts) != parts[0].batch.total
     ):
         raise ParamError(
             f"The sweep's parts do not cover its {n_images} images under every budget and "

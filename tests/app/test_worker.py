@@ -208,6 +208,43 @@ def test_a_sweep_of_several_batches_matches_in_process(worker, bundle, local):
         assert r["mean_confidence"] == pytest.approx(h["mean_confidence"], abs=1e-3)
 
 
+def test_an_adaptive_sweep_of_several_batches_matches_in_process(worker, bundle, local):
+    """70 images, two budgets, three defence settings crafted through each: 12 batch requests."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (70, SIZE, SIZE, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 70)
+    pad = {"id": "resize_pad", "params": {"min_scale": 0.8}}
+    settings = {
+        "attack": "fgsm",
+        "eps_values": [0, 4],
+        "defences": [None, "median", pad],
+        "adaptive": True,
+        "eot_samples": 2,
+    }
+    calls = []
+    remote = worker.mini_sweep(
+        bundle, list(x), y, positive=[2], progress=lambda *a: calls.append(a), **settings
+    )
+    here = lab.run_mini_sweep(local.model, CLASSES, x, y, positive=[2], **settings)
+    total = 2 * (1 + 2 * 3 * 2)  # per group: the clean pass, then an attack and an evaluation
+    assert [c[0] for c in calls] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
+    assert len(remote) == len(here) == 6
+    for r, h in zip(remote, here, strict=True):
+        assert r.keys() == h.keys() and r["n_images"] == 70
+        assert r["defence_key"] == h["defence_key"] and r["eps"] == h["eps"]
+        assert r["threat_model"] == h["threat_model"]
+        # Different thread counts may change float summation order: allow one image.
+        assert abs(r["accuracy"] - h["accuracy"]) <= 1 / 70
+        assert r["mean_confidence"] == pytest.approx(h["mean_confidence"], abs=1e-3)
+    assert [r["threat_model"] for r in remote[3:]] == [
+        adaptive_label("exact"),
+        adaptive_label("bpda-identity"),
+        adaptive_label("exact", eot=2),
+    ]
+    with pytest.raises(ParamError, match=r"Live lab attacker: 'eot_samples' must be"):
+        worker.mini_sweep(bundle, x, y, **{**settings, "eot_samples": 99})
+
+
 def _timed(fn, *args, **kwargs) -> float:
     t = time.perf_counter()
     fn(*args, **kwargs)

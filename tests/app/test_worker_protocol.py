@@ -157,3 +157,57 @@ def test_the_child_passes_every_lab_option_to_run_lab(monkeypatch):
     assert server.lab(protocol.LabRequest(**values)) == "result"
     assert seen.pop("model") == "m" and seen.pop("classes") == ["a", "b"]
     assert seen == {name: values[name] for name in names if name != "bundle_path"}
+
+
+def test_the_child_passes_every_sweep_option_to_run_sweep_batch(monkeypatch):
+    """Each SweepBatchRequest field reaches run_sweep_batch, the adaptive ones included."""
+    seen: dict = {}
+
+    def fake_run_sweep_batch(model, classes, images, labels, batch, **kwargs):
+        seen.update(images=images, labels=labels, batch=batch, **kwargs)
+        return "part"
+
+    monkeypatch.setattr(lab, "run_sweep_batch", fake_run_sweep_batch)
+    server = _Server(None, {"threads": 1, "warmup_batches": (1,), "max_models": 1})
+    monkeypatch.setattr(server, "_entry", lambda path: {"model": "m", "classes": ["a", "b"]})
+    names = [f.name for f in dataclasses.fields(protocol.SweepBatchRequest)]
+    values = {name: f"<{name}>" for name in names}
+    values |= {"adaptive": True, "eot_samples": 5}
+    assert server.sweep_batch(protocol.SweepBatchRequest(**values)) == "part"
+    assert callable(seen.pop("progress"))
+    assert seen == {name: values[name] for name in names if name != "bundle_path"}
+
+
+def test_the_client_sends_the_attacker_with_every_batch(monkeypatch):
+    """An adaptive sweep goes as one request per (budget, defence setting), each with the
+    attacker; a bad attacker is refused before the first request."""
+    import numpy as np
+
+    worker = ModelWorker(start=False)
+    sent: list = []
+
+    def fake_request(request, **kwargs):
+        sent.append(request)
+        return request
+
+    monkeypatch.setattr(worker, "_request", fake_request)
+    monkeypatch.setattr(lab, "combine_mini_sweep", lambda parts, y, positive=None: list(parts))
+    x = np.zeros((3, 8, 8, 3), np.uint8)
+    args = {"attack": "fgsm", "eps_values": [0, 2], "defences": [None, "median"]}
+    worker.mini_sweep("b", x, [0, 1, 0], adaptive=True, eot_samples=3, **args)
+    assert [(r.batch.eps_index, r.batch.defence_index) for r in sent] == [
+        ((0,), (0,)),
+        ((0,), (1,)),
+        ((1,), (0,)),
+        ((1,), (1,)),
+    ]
+    assert all(r.adaptive is True and r.eot_samples == 3 and r.batch.adaptive for r in sent)
+    sent.clear()
+    worker.mini_sweep("b", x, [0, 1, 0], **args)
+    assert [r.batch.defence_index for r in sent] == [(0, 1), (0, 1)]
+    assert all(r.adaptive is False and r.eot_samples is None for r in sent)
+    sent.clear()
+    with pytest.raises(ParamError, match="'eot_samples' must be"):
+        worker.mini_sweep("b", x, [0, 1, 0], adaptive=True, eot_samples=0, **args)
+    assert not sent
+    worker.close()

@@ -465,6 +465,24 @@ def test_plan_cuts_images_at_the_engine_batch_and_one_budget_per_batch():
     units = [int(b.clean) + 3 for b in plan]
     assert [b.done_before for b in plan] == [sum(units[:i]) for i in range(len(plan))]
     assert len(plan_mini_sweep(5, [1], [None])) == 1
+    assert all(b.defence_index == (0, 1) and not b.adaptive for b in plan)
+
+
+def test_an_adaptive_plan_is_one_budget_and_one_defence_setting_per_batch():
+    """Images crafted through one defence setting cannot serve another: one attack per batch."""
+    plan = plan_mini_sweep(70, [0, 2], [None, "median", "jpeg"], adaptive=True)
+    assert [(b.start, b.stop) for b in plan] == [(0, 64)] * 6 + [(64, 70)] * 6
+    assert [(b.eps_index, b.defence_index) for b in plan] == 2 * [
+        ((i,), (j,)) for i in range(2) for j in range(3)
+    ]
+    assert [b.clean for b in plan] == 2 * ([True] + [False] * 5)
+    assert all(b.adaptive for b in plan)
+    total = 2 * (1 + 2 * 3 * 2)  # per group: the clean pass, then an attack and an evaluation
+    assert {b.total for b in plan} == {total} == {sum(b.units for b in plan)}
+    units = [int(b.clean) + 2 for b in plan]
+    assert [b.done_before for b in plan] == [sum(units[:i]) for i in range(len(plan))]
+    with pytest.raises(ParamError, match="'adaptive' must be true or false"):
+        plan_mini_sweep(5, [1], [None], adaptive="yes")
     with pytest.raises(ParamError, match="n_images must be a positive integer"):
         plan_mini_sweep(0, [1], [None])
     with pytest.raises(ParamError, match="eps_values must hold at least one budget"):
@@ -482,7 +500,7 @@ def test_images_per_batch_is_where_the_engine_splits():
         assert inspect.signature(fn).parameters["batch_size"].default == IMAGES_PER_BATCH
 
 
-def _unbatched(model, x, y, attack, eps_values, defences, attack_params, positive):
+def _unbatched(model, x, y, attack, eps_values, defences, attack_params, positive, adaptive):
     """The sweep's metrics computed in one pass over all images, the reference."""
     from engine import metrics
     from engine.attacks import run_attack
@@ -491,25 +509,27 @@ def _unbatched(model, x, y, attack, eps_values, defences, attack_params, positiv
     clean = predict(model, x)
     out = []
     for e in eps_values:
-        adv = (
-            x
-            if math.floor(e) == 0
-            else run_attack(attack, model, x, y, {**attack_params, "eps": e})
-        )
+        p = {**attack_params, "eps": e}
+        shared = x if math.floor(e) == 0 else run_attack(attack, model, x, y, p)
         for d in defences:
             d = dfn.from_spec(d) if d is not None else dfn.Identity()
+            adv = shared
+            if adaptive and math.floor(e) > 0:  # crafted through this defence setting
+                adv = run_attack(attack, model, x, y, p, defence=d)
             probs = predict(model, d(adv))
             pred = clean.argmax(axis=1)
             out.append(metrics.summarize(y, probs, n_classes=3, positive=positive, pred_clean=pred))
     return out
 
 
+@pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize(
     ("attack", "attack_params"),
     [("fgsm", {}), ("pgd", {"steps": 2, "random_start": True, "seed": 3})],
 )
-def test_batched_sweep_equals_one_pass_over_every_image(model, attack, attack_params):
-    """70 images: two groups of images, one batch per budget, the same numbers exactly."""
+def test_batched_sweep_equals_one_pass_over_every_image(model, attack, attack_params, adaptive):
+    """70 images: two groups of images, one batch per budget (and defence when adaptive),
+    the same numbers exactly."""
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (70, SIZE, SIZE, 3), dtype=np.uint8)
     y = rng.integers(0, 3, 70)
@@ -518,6 +538,7 @@ def test_batched_sweep_equals_one_pass_over_every_image(model, attack, attack_pa
         "eps_values": [0, 3, 8],
         "defences": [None, "median"],
         "attack_params": attack_params,
+        "adaptive": adaptive,
     }
     calls = []
     rows = run_mini_sweep(
@@ -528,10 +549,13 @@ def test_batched_sweep_equals_one_pass_over_every_image(model, attack, attack_pa
     for row, want in zip(rows, ref, strict=True):
         assert row["n_images"] == 70
         assert {k: row[k] for k in want} == want  # exactly equal, NaNs aside
-    total = 2 * (1 + 3 * 3)
+    total = 2 * (1 + 3 * (2 * 2 if adaptive else 1 + 2))
     assert [c[0] for c in calls] == list(range(1, total + 1)) and {c[1] for c in calls} == {total}
     assert "(images 65-70)" in calls[-1][2]
-    plan = plan_mini_sweep(70, settings["eps_values"], settings["defences"])
+    want = {adaptive_label("exact"), adaptive_label("bpda-identity")} if adaptive else set()
+    assert {r["threat_model"] for r in rows if r["eps"] > 0} == (want or {THREAT_TRANSFER})
+    plan = plan_mini_sweep(70, settings["eps_values"], settings["defences"], adaptive=adaptive)
+    assert len(plan) == 2 * 3 * (2 if adaptive else 1)
     parts = [
         run_sweep_batch(model, CLASSES, x[b.start : b.stop], y[b.start : b.stop], b, **settings)
         for b in reversed(plan)  # the order the parts come back in does not matter
@@ -559,6 +583,122 @@ def test_combine_refuses_parts_that_do_not_cover_the_sweep(model, batch):
         run_sweep_batch(model, CLASSES, x[:3], y[:3], plan[0], **settings)
     with pytest.raises(ParamError, match="FGSM: 'eps' must be"):  # every budget is checked
         run_sweep_batch(model, CLASSES, x, y, plan[0], **{**settings, "eps_values": [2, -1]})
+
+
+# --------------------------------------------------------------------------- adaptive mini sweep
+
+
+def _comparable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "threat_model" and not k.endswith("_seconds")}
+
+
+@pytest.mark.parametrize(
+    ("attack", "attack_params"),
+    [("fgsm", {}), ("pgd", {"steps": 2, "random_start": True, "seed": 3})],
+)
+def test_adaptive_sweep_through_no_defence_is_the_transfer_sweep_bit_for_bit(
+    model, batch, attack, attack_params
+):
+    x, y = batch
+    settings = {
+        "attack": attack,
+        "eps_values": [0, 4, 8],
+        "defences": [None, "none", [{"id": "none"}, {"id": "none"}]],
+        "attack_params": attack_params,
+        "positive": [2],
+    }
+    transfer = run_mini_sweep(model, CLASSES, x, y, **settings)
+    adaptive = run_mini_sweep(model, CLASSES, x, y, adaptive=True, **settings)
+    assert len(adaptive) == len(transfer) == 9
+    for a, t in zip(adaptive, transfer, strict=True):
+        assert a.keys() == t.keys()
+        assert _comparable(a) == _comparable(t)  # exactly equal, NaNs aside
+        if a["eps"] == 0:
+            assert a["threat_model"] == t["threat_model"] == THREAT_CLEAN
+        else:
+            assert t["threat_model"] == THREAT_TRANSFER
+            assert a["threat_model"] == adaptive_label("exact") and is_adaptive(a["threat_model"])
+
+
+def test_adaptive_sweep_through_a_blur_is_never_more_accurate_than_transfer(two_features):  # noqa: F811
+    """The linear model of test_adaptive: a transfer attack leans on what a blur erases."""
+    x, y = _two_features(24, seed=2, with_board=1.0)
+    blur = {"id": "gaussian", "params": {"sigma": 2.0}}
+    settings = {"attack": "fgsm", "eps_values": [0, 4, 8], "defences": [None, blur]}
+    rows = {
+        adaptive: run_mini_sweep(
+            two_features, ["dark", "bright"], x, y, adaptive=adaptive, **settings
+        )
+        for adaptive in (False, True)
+    }
+    acc = {k: [r["accuracy"] for r in v] for k, v in rows.items()}
+    # measured: transfer [1, .875, .583, .75, 0, .667], adaptive [1, .875, .583, .583, 0, .125]
+    assert all(a <= t for a, t in zip(acc[True], acc[False], strict=True)), acc
+    assert acc[True][5] <= acc[False][5] - 0.4, acc  # eps 8 through the blur
+    assert acc[True][:3] == acc[False][:3] and acc[True][4] == acc[False][4]  # no blur, or eps 0
+    labels = [r["threat_model"] for r in rows[True]]
+    assert labels == [THREAT_CLEAN] * 2 + [adaptive_label("exact")] * 4
+
+
+def test_adaptive_sweep_draws_eot_only_through_a_randomised_defence(model, batch):
+    x, y = batch
+    pad = {"id": "resize_pad", "params": {"min_scale": 0.8}}
+    settings = {"attack": "pgd", "eps_values": [4], "attack_params": {"steps": 2}}
+    rows = run_mini_sweep(model, CLASSES, x, y, defences=[pad, "jpeg"], adaptive=True, **settings)
+    declared_eot = LiveAttacker().eot_samples
+    assert [r["threat_model"] for r in rows] == [
+        adaptive_label("exact", eot=declared_eot),
+        adaptive_label("bpda-identity"),
+    ]
+    two = run_mini_sweep(
+        model, CLASSES, x, y, defences=[pad], adaptive=True, eot_samples=2, **settings
+    )
+    assert two[0]["threat_model"] == adaptive_label("exact", eot=2)
+    plain = run_mini_sweep(model, CLASSES, x, y, defences=[pad], eot_samples=2, **settings)
+    assert plain[0]["threat_model"] == THREAT_TRANSFER  # EOT draws: the adaptive attacker's only
+
+
+def test_the_sweep_attacker_is_the_lab_attacker():
+    for fn in (run_mini_sweep, run_sweep_batch):
+        defaults = inspect.signature(fn).parameters
+        assert defaults["adaptive"].default is LiveAttacker().adaptive is False
+        assert defaults["eot_samples"].default is None  # None: the declared default
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"adaptive": "yes"}, "Live lab attacker: 'adaptive' must be true or false"),
+        ({"adaptive": True, "eot_samples": 99}, r"Live lab attacker: 'eot_samples' must be"),
+        ({"adaptive": True, "defences": []}, "defences must hold at least one defence"),
+    ],
+)
+def test_adaptive_sweep_bad_inputs(model, batch, kwargs, match):
+    x, y = batch
+    args = {"attack": "fgsm", "eps_values": [2], "defences": [None], **kwargs}
+    with pytest.raises(ParamError, match=match):
+        run_mini_sweep(model, CLASSES, x, y, **args)
+
+
+def test_a_batch_runs_only_for_the_attacker_it_was_planned_for(model, batch):
+    x, y = batch
+    settings = {"attack": "fgsm", "eps_values": [2], "defences": [None, "median"]}
+    transfer = plan_mini_sweep(len(x), [2], settings["defences"])
+    adaptive = plan_mini_sweep(len(x), [2], settings["defences"], adaptive=True)
+    with pytest.raises(ParamError, match="planned for an attacker who does not know the defence"):
+        run_sweep_batch(model, CLASSES, x, y, transfer[0], adaptive=True, **settings)
+    with pytest.raises(ParamError, match="planned for an attacker who knows the defence"):
+        run_sweep_batch(model, CLASSES, x, y, adaptive[0], **settings)
+    with pytest.raises(ParamError, match="not indices into defences"):
+        run_sweep_batch(
+            model, CLASSES, x, y, adaptive[1], adaptive=True, **{**settings, "defences": [None]}
+        )
+    parts = [run_sweep_batch(model, CLASSES, x, y, b, adaptive=True, **settings) for b in adaptive]
+    assert len(combine_mini_sweep(parts, y)) == 2
+    other = run_sweep_batch(model, CLASSES, x, y, transfer[0], **settings)
+    for bad in (parts[:1], [*parts, parts[1]], [parts[0], other]):
+        with pytest.raises(ParamError, match="do not cover its 6 images"):
+            combine_mini_sweep(bad, y)
 
 
 def test_threat_labels_are_the_projects():
