@@ -236,8 +236,14 @@ def train_command(dataset_id: str, backbone: str) -> str:
     return shlex.join(args)
 
 
-def recap_command(entry: Entry, spec: str = "assets/specs/default.toml") -> str:
-    """The command that (re)computes the recap results for an entry's model."""
+def recap_command(
+    entry: Entry, spec: str = "assets/specs/default.toml", *, adaptive: bool = False
+) -> str:
+    """The command that (re)computes the recap results for an entry's model.
+
+    ``adaptive``: the adaptive companion sweep instead (``assets/specs/adaptive.toml``
+    into the results folder's ``adaptive/``, :data:`engine.evaluation.results.ADAPTIVE_DIR`).
+    """
     if entry.model_dir is None:
         raise ParamError(f"No model for {entry.title}: train it first.")
     try:
@@ -250,6 +256,8 @@ def recap_command(entry: Entry, spec: str = "assets/specs/default.toml") -> str:
             out = str(entry.results_dir.relative_to(PROJECT_ROOT))
         except ValueError:
             out = str(entry.results_dir)
+    if adaptive:
+        spec, out = "assets/specs/adaptive.toml", os.path.join(out, "adaptive")
     return shlex.join(
         ["python", "-m", "engine.evaluation", "--spec", spec, "--model", str(model), "--out", out]
     )

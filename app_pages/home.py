@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, labels, views
+from app import catalog, charts, labels, views
 from engine import threat
 from engine.evaluation import query
 from ui import common, widgets
@@ -54,7 +54,8 @@ else:
     )
     with common.friendly_errors("The headline numbers cannot be computed"):
         h = views.headline(df, attack=attack, eps=eps)
-        c1, c2, c3 = st.columns(3)
+        a = h["adaptive"]
+        c1, c2, c3, c4 = st.columns(4)
         c1.metric("Clean accuracy", f"{h['clean_accuracy']:.1%}")
         c1.caption(f"{h['n_images']} test images, no attack. Threat model: {threat.THREAT_CLEAN}.")
         c2.metric(
@@ -64,10 +65,17 @@ else:
         )
         c2.caption(f"No defence. Threat model: {h['threat_model']['attacked']}.")
         if h["best_key"] is not None:
+            holds = a is not None and a["holds"]
+            chosen = "chosen by the adaptive number" if a is not None else "transfer only"
             c3.metric(
-                f"Best defence: {h['best_label']}",
-                f"{h['best_accuracy']:.1%}",
+                f"{h['best_label']}: attacker unaware",
+                "–" if h["best_accuracy"] != h["best_accuracy"] else f"{h['best_accuracy']:.1%}",
                 delta=f"{100 * h['recovered']:+.1f} points recovered",
+                delta_color="normal" if holds else "off",
+                help="Best defence "
+                + chosen
+                + ". The attack is crafted on the undefended model and then "
+                "passed through the defence.",
             )
             cost = 100 * h["best_clean_cost"]
             cost_text = (
@@ -75,21 +83,50 @@ else:
                 if cost >= 0
                 else f"Raises clean accuracy by {-cost:.1f} points. "
             )
-            c3.caption(
-                cost_text + f"Threat model: {h['threat_model']['attacked']} — "
-                "an attacker who knows the defence does better."
-            )
+            c3.caption(cost_text + f"Threat model: {h['threat_model']['attacked']}.")
+            if a is not None:
+                c4.metric(
+                    f"{a['best_label']}: attacker knows it",
+                    f"{a['accuracy']:.1%}",
+                    delta=f"{100 * a['recovered']:+.1f} points recovered",
+                    delta_color="normal" if holds else "off",
+                    help="The attack is crafted through the defence (BPDA / EOT).",
+                )
+                c4.caption(
+                    f"{a['n_images']} images of the adaptive sweep. Threat model: "
+                    f"{a['threat_model']}."
+                )
+            else:
+                c4.metric("Attacker knows the defence", "not run")
+                c4.caption(
+                    "No attack crafted through the defences has been run for this model: "
+                    "read the transfer number as an upper bound."
+                )
+                if entry.model_dir is not None:
+                    with st.expander("Run the adaptive sweep"):
+                        st.code(catalog.recap_command(entry, adaptive=True), language="bash")
+            said = views.headline_sentences(h, labels.attack_title(attack))
+            if said:
+                box = st.success if holds else st.warning
+                box(" ".join(said), icon="✅" if holds else "⚠️")
         st.plotly_chart(
             charts.metric_vs_eps(
                 df,
                 metric="accuracy",
                 attack=attack,
-                defence_keys=[query.NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else []),
+                defence_keys=list(
+                    dict.fromkeys(
+                        [query.NO_DEFENCE]
+                        + [k for k in (h["best_key"], h["transfer_best_key"]) if k]
+                    )
+                ),
             ),
             config=charts.chart_config(f"{entry.key}_{attack}_accuracy"),
             key="home_chart",
         )
         common.threat_badge(h["threat_model"]["attacked"])
+        if a is not None:
+            common.threat_badge(a["threat_model"])
 
 st.subheader("Where to go next")
 cols = st.columns(len(PAGES) - 1)

@@ -148,6 +148,34 @@ with tab_results:
         )
         for label in manifest.get("threat_models", {}).values():
             common.threat_badge(label)
+        extra = manifest.get("adaptive_sweep")
+        if extra:
+            e_data, e_spec, e_git = (
+                extra.get("data", {}),
+                extra.get("spec", {}),
+                extra.get("git", {}),
+            )
+            st.markdown(
+                "\n".join(
+                    [
+                        "**Adaptive sweep** (attacks crafted through each defence, in "
+                        "`adaptive/` beside the tables above):",
+                        f"- **Status:** {extra.get('status')} ({extra.get('rows')} rows), "
+                        f"{extra.get('elapsed_s', 0) / 60:.0f} min, commit "
+                        f"`{str(e_git.get('commit', ''))[:10]}`",
+                        f"- **Images:** {e_data.get('n_images', '')} of "
+                        f"{e_data.get('split_size', '')} "
+                        f"{e_data.get('split', '')} images, a seeded stratified subset "
+                        f"(seed {extra.get('seeds', {}).get('image_subset', '')}; the "
+                        "positions are in its manifest)",
+                        f"- **Spec:** `{e_spec.get('path', '')}`",
+                    ]
+                )
+            )
+            entries = extra.get("threat_models", {}).get("adaptive") or []
+            found = [lab for e in entries for lab in (e.get("labels") or {}).values()]
+            for label in dict.fromkeys(found):
+                common.threat_badge(str(label))
         with st.expander("Full manifest (JSON)"):
             st.json(manifest, expanded=False)
         with st.expander("Spec file"):

@@ -7,8 +7,10 @@ from typing import Any
 import streamlit as st
 
 from app import catalog, charts, labels, views
+from engine import threat
 from engine.evaluation import query, sanity
 from engine.images import thumbnail
+from engine.threat import is_adaptive
 from ui import common, widgets
 
 entry = common.current()
@@ -162,7 +164,12 @@ with tabs[3], common.friendly_errors("This chart cannot be drawn"):
         filename=f"{entry.key}_{attack}_tradeoff_eps{eps_used:g}",
     )
     with st.expander("The numbers behind the chart"):
-        st.dataframe(views.tradeoff_table(df, attack=attack, eps=eps_used), hide_index=True)
+        for threat_id in query.threats(df):
+            numbers = views.tradeoff_table(df, attack=attack, eps=eps_used, threat=threat_id)
+            if threat_id != "transfer":
+                numbers = numbers[[is_adaptive(str(t)) for t in numbers["threat_model"]]]
+            st.caption(f"Threat model: {threat_id}")
+            st.dataframe(numbers, hide_index=True)
 
 with tabs[4], common.friendly_errors("This cell cannot be shown"):
     c1, c2 = st.columns([1, 2])
@@ -174,6 +181,21 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
     )
     if note:
         c2.info(f"Nearest precomputed cell: {note}.")
+    adaptive_row = query.find_row(
+        df, attack, float(row["eps"]), str(row["defence_key"]), threat="adaptive"
+    )
+    if (
+        adaptive_row is not None
+        and float(row["eps"]) > 0
+        and is_adaptive(str(adaptive_row["threat_model"]))
+        and c1.toggle(
+            "The attacker knows the defence",
+            key="recap_cm_adaptive",
+            help="Show the cell of the attack crafted through the defence (adaptive sweep) "
+            "instead of the one crafted on the undefended model.",
+        )
+    ):
+        row = adaptive_row
     title = (
         f"{labels.attack_title(attack)} ε={row['eps']:g} · "
         f"{labels.setting_label(row['defence_key'])}"
@@ -271,4 +293,14 @@ st.download_button(
     mime="text/csv",
     key="recap_dl_all",
 )
-common.threat_badge(manifest.get("threat_models", {}).get("attacked", ""))
+adaptive_csv = entry.results_dir / "adaptive" / "results.csv"
+if adaptive_csv.is_file():
+    st.download_button(
+        "Download the adaptive sweep's table (CSV)",
+        adaptive_csv.read_bytes(),
+        file_name=f"{entry.key}_adaptive_results.csv",
+        mime="text/csv",
+        key="recap_dl_adaptive",
+    )
+for label in dict.fromkeys(str(t) for t in df["threat_model"] if str(t) != threat.THREAT_CLEAN):
+    common.threat_badge(label)

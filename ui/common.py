@@ -164,7 +164,10 @@ def results(entry: catalog.Entry) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     if entry.results_dir is None:
         return None
     try:
-        return _load_results(str(entry.results_dir), _stamp(entry.results_dir / "results.csv"))
+        stamp = _stamp(entry.results_dir / "results.csv") + _stamp(
+            entry.results_dir / "adaptive" / "results.csv"
+        )
+        return _load_results(str(entry.results_dir), stamp)
     except EngineError as exc:
         st.error(f"The precomputed results for {entry.title} cannot be read: {exc}")
         return None

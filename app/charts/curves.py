@@ -28,23 +28,28 @@ from app.charts.style import (
     SYMBOLS,
     TRANSFER_LEGEND,
     adaptive_curves,
+    adaptive_rows,
     base_layout,
     centre_note,
     eps_axis,
     eps_curve,
     family_colour,
     hover_text,
+    images_note,
+    legend_group,
     plot_value,
     rows_for,
     style_per_key,
     threat_subtitle,
     threats_subtitle,
+    title_on_top,
     y_axis,
 )
 from app.labels import METRICS, MODEL_PANEL, PATIENT_PANEL
 from engine.errors import ParamError
 from engine.evaluation import query
 from engine.evaluation.keys import NO_DEFENCE, parse_defence_key
+from engine.threat import ADAPTIVE
 
 __all__ = ["metric_vs_eps", "metric_vs_param", "overlay_live", "two_panel"]
 
@@ -140,6 +145,30 @@ def metric_vs_eps(
     return fig
 
 
+def _panel_trace(
+    rows: pd.DataFrame,
+    metric: str,
+    name: str,
+    legend: str,
+    line: dict[str, Any],
+    marker: dict[str, Any],
+    group: dict[str, Any],
+) -> go.Scatter:
+    """One metric's curve of :func:`two_panel`, in its panel's legend (and group, if any)."""
+    return go.Scatter(
+        x=rows["eps"].tolist(),
+        y=[plot_value(v) for v in rows[metric]],
+        mode="lines+markers",
+        name=name,
+        legend=legend,
+        line=line,
+        marker=marker,
+        hovertext=[hover_text(r, metric, title=name) for _, r in rows.iterrows()],
+        hovertemplate=HOVER,
+        **group,
+    )
+
+
 def two_panel(
     df: pd.DataFrame,
     *,
@@ -155,6 +184,18 @@ def two_panel(
     "sick" classes: they are NaN) only the left panel is drawn, with a note
     saying why.
 
+    Where the table holds adaptive rows (:mod:`engine.evaluation.threats`) of
+    ``attack`` for ``defence_key`` ("none" included, when it has its own),
+    every metric is drawn twice in its colour: solid against the transfer
+    attack, dashed against the adaptive one, with one marker per metric
+    (lower-is-better metrics then say so by name only); each panel's legend
+    groups its curves under :data:`~app.charts.style.TRANSFER_LEGEND` and
+    :data:`~app.charts.style.ADAPTIVE_LEGEND`, and the subtitle names both
+    threat models (and the adaptive attack's images where they differ).
+    Without adaptive rows the curves are the transfer ones, lower-is-better
+    metrics dashed; for a defended setting the subtitle then says that only
+    transfer rows exist (:data:`~app.charts.style.ONLY_TRANSFER_NOTE`).
+
     Parameters
     ----------
     df : pandas.DataFrame
@@ -169,12 +210,14 @@ def two_panel(
     Returns
     -------
     plotly.graph_objects.Figure
-        Four traces per panel; the right panel's legend is ``legend2``.
+        Four traces per panel, each followed by its adaptive twin where there
+        are adaptive rows; the right panel's legend is ``legend2``.
     """
-    df = query.for_threat(df)
+    full, df = df, query.for_threat(df)
     query.check_attack(df, attack)
     query.check_defence_key(df, defence_key)
     rows = rows_for(df, attack, defence_key)
+    adaptive = adaptive_curves(full, attack, [defence_key]).get(defence_key)
     patient = query.has_patient_view(rows)
     setting = labels.setting_label(defence_key)
     positive = list(((manifest or {}).get("model") or {}).get("positive") or [])
@@ -190,59 +233,68 @@ def two_panel(
         )
     else:
         fig = make_subplots(rows=1, cols=1, subplot_titles=("Model performance",))
+    same = np.allclose(
+        rows["macro_recall"].astype(float), rows["macro_specificity"].astype(float), equal_nan=True
+    )
     panels = [(MODEL_PANEL, 1, "legend")]
     if patient:
         panels.append((PATIENT_PANEL, 2, "legend2"))
     for metrics, col, legend in panels:
-        for metric in metrics:
+        for i, metric in enumerate(metrics):
             info = METRICS[metric]
             name = info.label
             if metric == "patient_accuracy":
                 name = "Accuracy (sick vs healthy)"
             if not info.higher_is_better:
                 name += " (lower is better)"
-            fig.add_trace(
-                go.Scatter(
-                    x=rows["eps"].tolist(),
-                    y=[plot_value(v) for v in rows[metric]],
-                    mode="lines+markers",
-                    name=name,
-                    legend=legend,
-                    line={
-                        "color": PANEL_COLOURS[metric],
-                        "dash": "solid" if info.higher_is_better else "dash",
-                        "width": 2.5,
-                    },
-                    marker={"size": 7},
-                    hovertext=[hover_text(r, metric, title=name) for _, r in rows.iterrows()],
-                    hovertemplate=HOVER,
-                ),
-                row=1,
-                col=col,
-            )
+            line = {"color": PANEL_COLOURS[metric], "width": 2.5}
+            if adaptive is None:
+                dash = "solid" if info.higher_is_better else "dash"
+                if same and metric == "macro_specificity":  # drawn over macro recall
+                    dash = "dot"
+                trace = _panel_trace(
+                    rows, metric, name, legend, {**line, "dash": dash}, {"size": 7}, {}
+                )
+                fig.add_trace(trace, row=1, col=col)
+                continue
+            marker = {"size": 7, "symbol": SYMBOLS[i % len(SYMBOLS)]}
+            for threat_rows, dash, title in (
+                (rows, "solid", TRANSFER_LEGEND),
+                (adaptive, "dash", ADAPTIVE_LEGEND),
+            ):
+                group = legend_group(title, group=f"{legend}: {title}")
+                trace = _panel_trace(
+                    threat_rows, metric, name, legend, {**line, "dash": dash}, marker, group
+                )
+                fig.add_trace(trace, row=1, col=col)
         fig.update_yaxes(
             title_text="Value (%)", tickformat=".0%", range=[-0.02, 1.02], row=1, col=col
         )
         eps_axis(fig, rows["eps"].tolist(), row=1, col=col)
-    subtitle = threat_subtitle(rows)
+    if adaptive is None:
+        subtitle = threat_subtitle(rows)
+        if defence_key != NO_DEFENCE and (rows["eps"] > 0).any():
+            subtitle += f" · {ONLY_TRANSFER_NOTE}"
+    else:
+        plotted = pd.concat([rows, adaptive])
+        subtitle = threats_subtitle(plotted)
+        images = images_note(plotted)
+        if images:
+            subtitle += f" · {images}"
     if not patient:
         subtitle += (
             " · No patient view: this dataset declares no “sick” classes, so sensitivity, NPV "
             "and the false-negative rate are undefined"
         )
-    same = np.allclose(
-        rows["macro_recall"].astype(float), rows["macro_specificity"].astype(float), equal_nan=True
-    )
     if same:  # two classes: one class's recall is the other's specificity
         subtitle += " · macro recall and macro specificity coincide (two classes)"
-        for trace in fig.data:
-            if trace.name == METRICS["macro_specificity"].label:
-                trace.line.dash = "dot"
+    # Each panel's legend under it: two group titles of two lines and four curves in each.
+    extra = 0 if adaptive is None else _TWO_PANEL_GROUPED_LEGEND
     base_layout(
         fig,
         f"Recap against {labels.attack_title(attack)} attack strength: {setting}",
         subtitle,
-        height=560,
+        height=560 + extra,
     )
     # One vertical legend under each panel, so each panel's lines are explained beneath it.
     under: dict[str, Any] = {
@@ -252,10 +304,19 @@ def two_panel(
         "xanchor": "left",
         "x": 0.0,
     }
-    fig.update_layout(legend=under, margin={"b": 160})
+    if adaptive is not None:
+        under.update(groupclick="toggleitem", tracegroupgap=8)
+    fig.update_layout(legend=under, margin={"b": 160 + extra})
+    title_on_top(fig, room=_PANEL_TITLES)  # room above the panels for their titles
     if patient:
         fig.update_layout(legend2={**under, "x": 0.55})
     return fig
+
+
+#: Extra height (px) under :func:`two_panel` for legends that hold both threat models.
+_TWO_PANEL_GROUPED_LEGEND = 190
+#: Height (px) of the panel titles above :func:`two_panel`'s plots.
+_PANEL_TITLES = 26
 
 
 def _tied(settings: list[dict[str, Any]], a: str, b: str) -> bool:
@@ -288,6 +349,19 @@ def metric_vs_param(
     without defence at this budget is a dashed reference line, the clean
     level without defence a dotted one.
 
+    Where the table holds adaptive rows (:mod:`engine.evaluation.threats`) of
+    ``attack`` at this budget for some of the settings drawn, each line's
+    adaptive values are drawn dashed in its colour and marker next to its
+    transfer values, drawn solid (the lines of several combinations are then
+    told apart by marker), under the legend-group titles
+    :data:`~app.charts.style.TRANSFER_LEGEND` and
+    :data:`~app.charts.style.ADAPTIVE_LEGEND`; only the parameter values
+    with an adaptive row get an adaptive point. The level without defence is
+    then a solid reference line, with a dashed one for the adaptive sweep's
+    own "none" row where it has one (its images). Without adaptive rows the
+    subtitle says that only transfer rows exist
+    (:data:`~app.charts.style.ONLY_TRANSFER_NOTE`).
+
     Parameters
     ----------
     df : pandas.DataFrame
@@ -308,13 +382,15 @@ def metric_vs_param(
     Returns
     -------
     plotly.graph_objects.Figure
+        One ``Scatter`` trace per combination, each followed by its adaptive
+        trace where it has adaptive rows (``legendgroup`` ``ADAPTIVE_LEGEND``).
 
     Raises
     ------
     ParamError
         Unknown metric, attack, family or parameter; a fixed value the table lacks.
     """
-    df = query.for_threat(df)
+    full, df = df, query.for_threat(df)
     info = labels.check_metric(metric)
     query.check_attack(df, attack)
     query.check_param(df, family, param)
@@ -351,34 +427,58 @@ def metric_vs_param(
         raise ParamError(
             f"No {fam.title} rows at {attack} ε {labels.format_value(used)} with the values held."
         )
+    adaptive_cells = adaptive_rows(full, attack, list(settings), eps=used)
+    adaptive_groups: dict[tuple[Any, ...], list[tuple[Any, pd.Series]]] = {}
+    for _, row in adaptive_cells.iterrows():
+        p = settings[str(row["defence_key"])]
+        adaptive_groups.setdefault(tuple(p.get(q) for q in free), []).append((p.get(param), row))
+    both = bool(adaptive_groups)
     colour = family_colour(family)
     fig = go.Figure()
     for i, (combo, points) in enumerate(groups.items()):
-        points.sort(key=lambda t: (isinstance(t[0], str), t[0]))
         name = ", ".join(f"{q}={labels.format_value(v)}" for q, v in zip(free, combo, strict=True))
-        fig.add_trace(
-            go.Scatter(
-                x=[x for x, _ in points],
-                y=[plot_value(r[metric]) for _, r in points],
-                mode="lines+markers",
-                name=name or fam.title,
-                line={"color": colour, "dash": DASHES[i % len(DASHES)], "width": 2},
-                marker={"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 9},
-                hovertext=[hover_text(r, metric) for _, r in points],
-                hovertemplate=HOVER,
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        if not both:
+            line = {"color": colour, "dash": DASHES[i % len(DASHES)], "width": 2}
+            fig.add_trace(_param_curve(points, metric, name or fam.title, line, symbol, {}))
+            continue
+        line = {"color": colour, "dash": "solid", "width": 2}
+        group = legend_group(TRANSFER_LEGEND)
+        fig.add_trace(_param_curve(points, metric, name or fam.title, line, symbol, group))
+        if combo in adaptive_groups:
+            line = {**line, "dash": "dash"}
+            group = legend_group(ADAPTIVE_LEGEND)
+            trace = _param_curve(
+                adaptive_groups[combo], metric, name or fam.title, line, symbol, group
             )
-        )
+            fig.add_trace(trace)
     base = query.find_row(df, attack, used, NO_DEFENCE)
     clean = query.find_row(df, attack, 0.0, NO_DEFENCE)
-    for ref, dash, text in ((base, "dash", "no defence"), (clean, "dot", "no defence, no attack")):
+    own = adaptive_rows(full, attack, [NO_DEFENCE], eps=used) if both else full.iloc[:0]
+    references = [
+        (base, "solid" if both else "dash", "no defence", "bottom right"),
+        (clean, "dot", "no defence, no attack", "top right"),
+    ]
+    if not own.empty:  # the adaptive sweep's own undefended row: its images
+        own_row = own.iloc[0]
+        text = f"no defence, {ADAPTIVE.title.lower()} ({int(own_row['n_images'])} images)"
+        # The upper line's text above it, the lower one's below it: never on the other line.
+        own_higher = base is not None and _value(own_row, metric) > _value(base, metric)
+        references[0] = (base, "solid", "no defence", "bottom left" if own_higher else "top left")
+        references.append((own_row, "dash", text, "top left" if own_higher else "bottom left"))
+    for ref, dash, text, where in references:
         value = None if ref is None else plot_value(ref[metric])
         if value is None or (ref is clean and used == 0):
             continue
+        if info.unit == "share" and value < 0.08:  # a text under it would sit on the ticks
+            where = where.replace("bottom", "top")
+            if not own.empty and where == "top left" and ref is not base:
+                where = "top right"  # both lines near 0: the other text is top left
         fig.add_hline(
             y=value,
             line={"color": FAMILY_COLOURS[NO_DEFENCE], "dash": dash, "width": 1.5},
             annotation_text=f"{text}: {labels.format_metric(metric, value)}",
-            annotation_position="bottom right" if dash == "dash" else "top right",
+            annotation_position=where,
         )
     held = [f"{k}={labels.format_value(v)}" for k, v in fixed.items()]
     held += [f"{q}={labels.format_value(kept[0].get(q))}" for q in constant]
@@ -388,21 +488,63 @@ def metric_vs_param(
     )
     if held:
         title += f" ({', '.join(held)})"
-    subtitle_bits = [threat_subtitle(cells)]
+    if both:
+        plotted = pd.concat([cells, adaptive_cells])
+        subtitle_bits = [threats_subtitle(plotted)]
+        images = images_note(plotted)
+        if images:
+            subtitle_bits.append(images)
+    else:
+        subtitle_bits = [threat_subtitle(cells)]
+        if used > 0:
+            subtitle_bits.append(ONLY_TRANSFER_NOTE)
     if tied:
         subtitle_bits.append(f"{', '.join(tied)} varies with {param}")
     if note:
         subtitle_bits.append(note)
     base_layout(fig, title, " · ".join(subtitle_bits))
+    title_on_top(fig)
     y_axis(fig, metric)
     helptext = fam.help.get(param, "")
     fig.update_xaxes(title_text=f"{param}: {helptext}" if helptext else param)
-    values = sorted({x for pts in groups.values() for x, _ in pts}, key=lambda v: (str(type(v)), v))
+    drawn = [*groups.values(), *adaptive_groups.values()]
+    values = sorted({x for pts in drawn for x, _ in pts}, key=lambda v: (str(type(v)), v))
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         fig.update_xaxes(tickvals=values, ticktext=[labels.format_value(v) for v in values])
     else:
         fig.update_xaxes(type="category")
+    if both:
+        fig.update_layout(legend={"groupclick": "toggleitem"})
     return fig
+
+
+def _value(row: pd.Series, metric: str) -> float:
+    """``row[metric]`` as a number for comparing (a gap counts as -inf)."""
+    value = plot_value(row[metric])
+    return -np.inf if value is None else value
+
+
+def _param_curve(
+    points: list[tuple[Any, pd.Series]],
+    metric: str,
+    name: str,
+    line: dict[str, Any],
+    symbol: str,
+    group: dict[str, Any],
+) -> go.Scatter:
+    """One line of :func:`metric_vs_param`: (parameter value, row) points, sorted by value."""
+    points = sorted(points, key=lambda t: (isinstance(t[0], str), t[0]))
+    return go.Scatter(
+        x=[x for x, _ in points],
+        y=[plot_value(r[metric]) for _, r in points],
+        mode="lines+markers",
+        name=name,
+        line=line,
+        marker={"symbol": symbol, "size": 9},
+        hovertext=[hover_text(r, metric) for _, r in points],
+        hovertemplate=HOVER,
+        **group,
+    )
 
 
 def overlay_live(

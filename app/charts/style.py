@@ -35,6 +35,7 @@ from engine.threat import (
 
 __all__ = [
     "ADAPTIVE_LEGEND",
+    "ADAPTIVE_MARKER_LEGEND",
     "CHART_CONFIG",
     "CHART_CONFIG_SVG",
     "DASHES",
@@ -45,7 +46,9 @@ __all__ = [
     "PANEL_COLOURS",
     "SYMBOLS",
     "TRANSFER_LEGEND",
+    "TRANSFER_MARKER_LEGEND",
     "adaptive_curves",
+    "adaptive_rows",
     "base_layout",
     "centre_note",
     "chart_config",
@@ -53,12 +56,17 @@ __all__ = [
     "eps_curve",
     "family_colour",
     "hover_text",
+    "images_note",
+    "legend_group",
+    "legend_title_text",
     "metric_axis_title",
+    "open_symbol",
     "plot_value",
     "rows_for",
     "style_per_key",
     "threat_subtitle",
     "threats_subtitle",
+    "title_on_top",
     "y_axis",
 ]
 
@@ -132,6 +140,11 @@ _TRANSFER_CAVEAT = "an attacker who knows the defence does better (Athalye et al
 #: Legend-group titles of a chart drawing both threat models (solid transfer, dashed adaptive).
 TRANSFER_LEGEND = f"Solid: attacker does not know the defence ({TRANSFER.title.lower()})"
 ADAPTIVE_LEGEND = f"Dashed: attacker knows the defence ({ADAPTIVE.title.lower()}: BPDA/EOT)"
+#: The same for a chart of points: transfer points filled, adaptive points open (hollow).
+TRANSFER_MARKER_LEGEND = f"Filled: attacker does not know the defence ({TRANSFER.title.lower()})"
+ADAPTIVE_MARKER_LEGEND = f"Open: attacker knows it ({ADAPTIVE.title.lower()}: BPDA/EOT)"
+#: Characters per line of a legend-group title wrapped by :func:`legend_group`.
+LEGEND_TITLE_WIDTH = 34
 #: Said on a chart of defences when the table has no adaptive rows for what it draws.
 ONLY_TRANSFER_NOTE = (
     f"only {TRANSFER.title.lower()} rows: no {ADAPTIVE.title.lower()} attack "
@@ -187,6 +200,26 @@ def base_layout(fig: go.Figure, title: str, subtitle: str, *, height: int = 460)
     )
 
 
+def title_on_top(fig: go.Figure, *, room: int = 0) -> None:
+    """Pin the title block of :func:`base_layout` to the figure's top edge.
+
+    Plotly centres the title's first line in the top margin, so a long title
+    and subtitle run down over the plot (or over subplot titles). Pinned to
+    the top, the block ends above the plot; the top margin is fitted to it,
+    with ``room`` more pixels (e.g. for subplot titles), and the figure's
+    height changes by as much, so the plot keeps its height.
+    """
+    n_title = (fig.layout.title.text or "").count("<br>") + 1
+    n_sub = (fig.layout.title.subtitle.text or "").count("<br>") + 1
+    top = 20 + 22 * n_title + 15 * n_sub + 16 + room
+    old = fig.layout.margin.t or top
+    fig.update_layout(
+        title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 20}},
+        margin={"t": top},
+        height=(fig.layout.height or 450) + top - old,
+    )
+
+
 def y_axis(fig: go.Figure, metric: str, **where: Any) -> None:
     info = METRICS[metric]
     if info.unit == "share":
@@ -221,15 +254,16 @@ def threat_subtitle(rows: pd.DataFrame) -> str:
     return f"Threat model: {text}"
 
 
-def threats_subtitle(rows: pd.DataFrame) -> str:
+def threats_subtitle(rows: pd.DataFrame, *, marks: tuple[str, str] = ("solid", "dashed")) -> str:
     """The subtitle of a chart drawing transfer rows solid and adaptive rows dashed.
 
     Names both threat models, the adaptive attackers' backward passes and EOT
     samples found in ``rows`` (e.g. ``bpda-identity, EOT 8``), and ε 0 if drawn.
+    ``marks`` names how each is drawn (e.g. ``("filled", "open")`` for markers).
     """
     found = [parse_adaptive(t) for t in dict.fromkeys(rows["threat_model"]) if isinstance(t, str)]
     how = [f"{a.backward}, EOT {a.eot}" if a.eot > 1 else a.backward for a in found if a]
-    text = f"Threat models: solid = {THREAT_TRANSFER}; dashed = {THREAT_ADAPTIVE}"
+    text = f"Threat models: {marks[0]} = {THREAT_TRANSFER}; {marks[1]} = {THREAT_ADAPTIVE}"
     shown = "; ".join(h for h in dict.fromkeys(how) if h)
     if shown:
         text += f" ({shown})"
@@ -283,6 +317,87 @@ def adaptive_curves(df: pd.DataFrame, attack: str, keys: Sequence[str]) -> dict[
         if any(is_adaptive(t) for t in rows.loc[rows["eps"] > 0, "threat_model"]):
             out[key] = rows
     return out
+
+
+def adaptive_rows(
+    df: pd.DataFrame, attack: str, keys: Sequence[str], *, eps: float | None = None
+) -> pd.DataFrame:
+    """The attacked rows of ``attack`` stored under an adaptive label, for ``keys``.
+
+    The rows :func:`engine.evaluation.query.for_threat` selects for ``"adaptive"``, but
+    never the transfer rows that stand in for "none" where it has no adaptive row: only
+    what an adaptive attack produced. ``eps`` keeps one budget. Empty (same columns)
+    when there are none.
+    """
+    if "threat_model" not in df or ADAPTIVE.id not in query.threats(df):
+        return df.iloc[:0]
+    df = query.for_threat(df, ADAPTIVE.id)
+    keep = (
+        (df["attack"] == attack)
+        & (df["eps"] > 0)
+        & df["defence_key"].isin(list(keys))
+        & df["threat_model"].map(is_adaptive).astype(bool)
+    )
+    if eps is not None:
+        keep &= df["eps"] == eps
+    return df[keep]
+
+
+def _counts(values: pd.Series) -> str:
+    found = sorted({int(v) for v in values if pd.notna(v)})
+    if not found:
+        return "?"
+    return str(found[0]) if len(found) == 1 else f"{found[0]}–{found[-1]}"
+
+
+def images_note(rows: pd.DataFrame) -> str:
+    """Said when the adaptive rows among ``rows`` were run on other images than the transfer ones.
+
+    The adaptive attack is often run on a subset of the test split (it is slow), so its
+    numbers carry more noise; e.g. ``"adaptive attack on 200 images, transfer on 624"``.
+    ``""`` when the attacked rows of both threat models count the same images.
+    """
+    attacked = rows[rows["eps"] > 0]
+    if attacked.empty or "n_images" not in attacked:
+        return ""
+    adaptive = attacked["threat_model"].map(is_adaptive).astype(bool)
+    a, t = _counts(attacked.loc[adaptive, "n_images"]), _counts(attacked.loc[~adaptive, "n_images"])
+    if not adaptive.any() or adaptive.all() or a == t:
+        return ""
+    return f"{ADAPTIVE.title.lower()} attack on {a} images, {TRANSFER.title.lower()} on {t}"
+
+
+def legend_group(title: str, *, group: str | None = None, wrap: bool = True) -> dict[str, Any]:
+    """Trace keywords putting a trace under a legend-group title.
+
+    Parameters
+    ----------
+    title : str
+        The group's title, e.g. :data:`TRANSFER_LEGEND`.
+    group : str, optional
+        The ``legendgroup`` id; default ``title`` (a figure with two legends gives each
+        its own id, so that a click in one legend leaves the other alone).
+    wrap : bool, default=True
+        Break the title into lines of :data:`LEGEND_TITLE_WIDTH` characters, so that
+        a legend beside or under a narrow panel stays narrow.
+
+    Returns
+    -------
+    dict
+        ``legendgroup`` and ``legendgrouptitle`` for ``go.Scatter(**...)``.
+    """
+    text = legend_title_text(title) if wrap else title
+    return {"legendgroup": group or title, "legendgrouptitle": {"text": text}}
+
+
+def legend_title_text(text: str) -> str:
+    """``text`` broken with ``<br>`` into lines of :data:`LEGEND_TITLE_WIDTH` characters."""
+    return _wrap(text, LEGEND_TITLE_WIDTH)[0]
+
+
+def open_symbol(symbol: str) -> str:
+    """The hollow version of a plotly marker symbol (``"circle"`` -> ``"circle-open"``)."""
+    return symbol if symbol.endswith("-open") else f"{symbol}-open"
 
 
 def eps_curve(

@@ -11,6 +11,7 @@ model and the results (:func:`bundle_provenance`, :func:`manifest_provenance`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -228,22 +229,33 @@ def robustness_report(
             f"of the time. An attacker who may change every pixel by at most **{used:g}** of "
             f"255 grey levels{note} brings that down to **{h['attacked_accuracy']:.1%}**."
         )
+        a = h["adaptive"]
         if h["best_key"] is not None:
             cards.append(
                 (
-                    f"Best defence: {h['best_label']}",
-                    f"{h['best_accuracy']:.1%}",
+                    f"{h['best_label']}, attacker unaware",
+                    "–" if math.isnan(h["best_accuracy"]) else f"{h['best_accuracy']:.1%}",
                     f"{h['recovered']:+.1%} recovered, {h['best_clean_cost']:+.1%} clean cost",
                 )
             )
-            text += (
-                f" Passing the attacked images through **{h['best_label']}** gives back "
-                f"**{h['best_accuracy']:.1%}**, at a cost of {h['best_clean_cost']:.1%} on "
-                "images nobody attacked. The attacker here does not know about the defence: "
-                "one who does would do better."
+            cards.append(
+                (
+                    f"{a['best_label']}, attacker knows it",
+                    f"{a['accuracy']:.1%}",
+                    f"{a['recovered']:+.1%} recovered; {a['n_images']} images",
+                )
+                if a is not None
+                else ("Attacker knows the defence", "not run", "no adaptive sweep yet")
             )
+            text += " " + " ".join(views.headline_sentences(h, att))
+            if not math.isnan(h["best_clean_cost"]):
+                text += (
+                    f" On images nobody attacked, {h['best_label']} costs "
+                    f"{h['best_clean_cost']:.1%} of accuracy."
+                )
         sections.append(ReportSection("Headline numbers", text, cards=cards))
-    keys = [NO_DEFENCE] + ([h["best_key"]] if h["best_key"] else [])
+    keys = [NO_DEFENCE] + [k for k in (h["best_key"], h["transfer_best_key"]) if k]
+    keys = list(dict.fromkeys(keys))
     if "nlm+bilateral+guided" in set(df["defence_key"]):
         keys.append("nlm+bilateral+guided")
     charted: dict[str, tuple[str, str, Callable[[], BaseFigure]]] = {

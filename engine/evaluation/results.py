@@ -25,13 +25,16 @@ from engine.evaluation._io import (
 )
 from engine.evaluation._table import group_name, per_image_file
 from engine.evaluation.journal import read_journal
+from engine.evaluation.keys import NO_DEFENCE
 from engine.evaluation.manifest import recorded_spec, spec_changes
 from engine.evaluation.spec import load_spec
 from engine.evaluation.threats import check_threat
-from engine.threat import ADAPTIVE, TRANSFER
+from engine.threat import ADAPTIVE, THREAT_TRANSFER, TRANSFER, adaptive_label, is_adaptive
 
 __all__ = [
+    "ADAPTIVE_DIR",
     "check_stale",
+    "companion_dir",
     "load_manifest",
     "load_results",
     "per_image_file",
@@ -56,25 +59,24 @@ def load_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise EngineError(f"{path} is damaged: {exc}.") from None
 
 
-def load_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The results table (JSON columns decoded) and the manifest of a sweep.
+ADAPTIVE_DIR = "adaptive"
+"""Sub-folder of a results folder holding its adaptive companion sweep.
 
-    Parameters
-    ----------
-    out_dir : str or os.PathLike
-        A folder written by :func:`engine.evaluation.run_sweep`.
+Adaptive images are crafted per defence setting, so an adaptive sweep costs
+far more per cell than a transfer one and runs on a seeded stratified subset
+(``assets/specs/adaptive.toml``: 200 test images). Its folder sits inside the
+transfer sweep's folder it accompanies (``assets/results/<model>/adaptive``),
+and :func:`load_results` appends its adaptive rows to the main table.
+"""
 
-    Returns
-    -------
-    results : pandas.DataFrame
-        One row per cell, columns as documented in :mod:`engine.evaluation`;
-        ``attack_params``, ``defence_params`` are dicts (a list of member
-        dicts for a chain), ``recall_per_class``, ``specificity_per_class``
-        lists, ``confusion``/``confusion_binary`` lists of lists (``None``
-        without a patient view).
-    manifest : dict
-        The parsed ``manifest.json``.
-    """
+
+def companion_dir(out_dir: str | os.PathLike) -> Path | None:
+    """The adaptive companion sweep of a results folder (:data:`ADAPTIVE_DIR`), if any."""
+    path = Path(out_dir) / ADAPTIVE_DIR
+    return path if (path / MANIFEST).is_file() else None
+
+
+def _read_table(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     manifest = load_manifest(out_dir)
     path = Path(out_dir) / RESULTS
     if not path.is_file():
@@ -82,8 +84,95 @@ def load_results(out_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, An
     return _table.decode_json_columns(pd.read_csv(path)), manifest
 
 
+def _same_experiment(main: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Why a companion sweep does not describe the same model and test split."""
+    reasons = []
+    m_model, o_model = main.get("model", {}), other.get("model", {})
+    if m_model.get("model_sha256") != o_model.get("model_sha256"):
+        reasons.append("it was made with another model")
+    m_data, o_data = main.get("data", {}), other.get("data", {})
+    for key in ("dataset_id", "split", "fingerprint"):
+        if m_data.get(key) != o_data.get(key):
+            reasons.append(f"its data {key} differs ({o_data.get(key)!r}, not {m_data.get(key)!r})")
+    return reasons
+
+
+def load_results(
+    out_dir: str | os.PathLike, *, companion: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table (JSON columns decoded) and the manifest of a sweep.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A folder written by :func:`engine.evaluation.run_sweep`.
+    companion : bool, default=True
+        Also read the folder's adaptive companion sweep (:data:`ADAPTIVE_DIR`)
+        when there is one: its adaptive rows (crafted through each defence, on
+        its own image subset, ``n_images`` says how many) are appended to the
+        table, with its undefended rows as the adaptive attack through no
+        defence and its rows of settings the main sweep lacks (see
+        :func:`_companion_rows`); its manifest is ``manifest["adaptive_sweep"]``.
+        Its other transfer and clean rows are not appended: the main table has
+        those, on all its images. A companion made with another model or split
+        is an error.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per cell and threat model, columns as documented in
+        :mod:`engine.evaluation`; ``attack_params``, ``defence_params`` are
+        dicts (a list of member dicts for a chain), ``recall_per_class``,
+        ``specificity_per_class`` lists, ``confusion``/``confusion_binary``
+        lists of lists (``None`` without a patient view).
+    manifest : dict
+        The parsed ``manifest.json``.
+
+    Raises
+    ------
+    EngineError
+        No manifest or table; a companion that does not match the main sweep.
+    """
+    table, manifest = _read_table(out_dir)
+    extra = companion_dir(out_dir) if companion else None
+    if extra is None:
+        return table, manifest
+    rows, extra_manifest = _read_table(extra)
+    wrong = _same_experiment(manifest, extra_manifest)
+    if wrong:
+        raise EngineError(
+            f"The adaptive sweep in {extra} does not accompany {out_dir}: {'; '.join(wrong)}. "
+            f"Run it again for this model (assets/specs/adaptive.toml) or remove {extra}."
+        )
+    return pd.concat([table, _companion_rows(table, rows)], ignore_index=True), {
+        **manifest,
+        "adaptive_sweep": extra_manifest,
+    }
+
+
+def _companion_rows(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an adaptive companion sweep that the main table lacks.
+
+    Its adaptive rows; its attacked "none" rows, labelled adaptive with an exact
+    backward pass (through no defence the adaptive attack *is* the transfer
+    attack, bit for bit), so that an adaptive accuracy is compared with the
+    undefended one on the same images; and every row (clean and transfer too) of
+    a defence setting the main sweep does not have.
+    """
+    adaptive = rows["threat_model"].map(lambda t: is_adaptive(str(t)))
+    none = (rows["defence_key"] == NO_DEFENCE) & (rows["eps"] > 0) & ~adaptive
+    none &= rows["threat_model"] == THREAT_TRANSFER
+    own = ~rows["defence_key"].isin(set(table["defence_key"]))
+    out = rows.copy()
+    out.loc[none, "threat_model"] = adaptive_label("exact")
+    return out[adaptive | none | own]
+
+
 def check_stale(
-    out_dir: str | os.PathLike, bundle_path: str | os.PathLike | None = None
+    out_dir: str | os.PathLike,
+    bundle_path: str | os.PathLike | None = None,
+    *,
+    companion: bool = True,
 ) -> list[str]:
     """Reasons why a results folder no longer describes the current model and code.
 
@@ -144,6 +233,14 @@ def check_stale(
                     "longer matches its meta.json)."
                 )
     reasons += _spec_staleness(manifest)
+    extra = companion_dir(out) if companion else None
+    if extra is not None:
+        own = check_stale(extra, bundle_path, companion=False)
+        try:
+            own += _same_experiment(manifest, load_manifest(extra))
+        except EngineError as exc:
+            own.append(str(exc))
+        reasons += [f"Adaptive sweep ({ADAPTIVE_DIR}/): {r}" for r in own]
     return reasons
 
 

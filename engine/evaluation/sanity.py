@@ -63,7 +63,9 @@ __all__ = [
     "Finding",
     "SanityParams",
     "check",
+    "collapsed",
     "findings_table",
+    "gain_margin",
 ]
 
 #: The accuracy-against-ε chart (the Recap's "Metric vs ε", the Report's accuracy part).
@@ -273,8 +275,12 @@ class _Checker:
 
     def margin(self, p: float, n: float, q: float, m: float = math.inf) -> float:
         """The gap from which accuracies ``p`` (of ``n`` images) and ``q`` (of ``m``) differ."""
+        return self.margin_of(self.p, p, n, q, m)
+
+    @staticmethod
+    def margin_of(params: SanityParams, p: float, n: float, q: float, m: float) -> float:
         var = sum(a * (1 - a) / k for a, k in ((p, n), (q, m)) if k > 0 and math.isfinite(k))
-        return max(self.p.tolerance, self.p.z * math.sqrt(var))
+        return max(params.tolerance, params.z * math.sqrt(var))
 
     def class_name(self, i: int) -> str:
         return self.classes[i] if i < len(self.classes) else f"class {i}"
@@ -449,6 +455,34 @@ class _Checker:
                 key == NO_DEFENCE,
             )
             yield Finding("collapse", "warning", attack, key, label, eps, *words)
+
+
+def gain_margin(
+    p: float, n: float, q: float, m: float = math.inf, params: SanityParams | None = None
+) -> float:
+    """The smallest gap between accuracies ``p`` (of ``n`` images) and ``q`` (of ``m``) to report.
+
+    The larger of ``params.tolerance`` and ``params.z`` standard errors of the two
+    accuracies' binomial sampling noise (the checks' own margin); declared defaults
+    when ``params`` is omitted.
+    """
+    return _Checker.margin_of(params or SanityParams(), p, n, q, m)
+
+
+def collapsed(confusion: object, params: SanityParams | None = None) -> bool:
+    """Whether a confusion matrix puts ``params.collapse_share`` of its predictions on the
+    majority true class: an accuracy near the majority-class rate earned without skill.
+
+    ``confusion`` is a decoded or JSON ``confusion`` cell; ``False`` when absent.
+    """
+    m = _matrix(confusion)
+    if m is None:
+        return False
+    share = m.sum(axis=0) / m.sum()
+    majority = int(m.sum(axis=1).argmax())
+    return bool(
+        share.argmax() == majority and share[majority] >= (params or SanityParams()).collapse_share
+    )
 
 
 def check(

@@ -95,6 +95,9 @@ def test_recap_command_for_the_shipped_model():
         "--out",
         "assets/results/chest_xray__mobilenet_v3_large",
     ]
+    adaptive = shlex.split(catalog.recap_command(catalog.find(*SHIPPED), adaptive=True))
+    assert adaptive[4] == "assets/specs/adaptive.toml"
+    assert adaptive[-1] == "assets/results/chest_xray__mobilenet_v3_large/adaptive"
 
 
 def test_recap_command_needs_a_model():

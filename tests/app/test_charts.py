@@ -8,7 +8,13 @@ import plotly.graph_objects as go
 import pytest
 
 from app import charts, labels
-from app.charts.style import ADAPTIVE_LEGEND, TRANSFER_LEGEND
+from app.charts.style import (
+    ADAPTIVE_LEGEND,
+    ADAPTIVE_MARKER_LEGEND,
+    ONLY_TRANSFER_NOTE,
+    TRANSFER_LEGEND,
+    TRANSFER_MARKER_LEGEND,
+)
 from engine.errors import ParamError
 from engine.threat import ADAPTIVE, THREAT_TRANSFER, TRANSFER, adaptive_label
 from tests.engine.tables import ACC, make_table
@@ -197,6 +203,70 @@ def test_two_panel_model_and_patient(table):
     assert list(fnr.y) == pytest.approx([1 - 0.90, 1 - 0.65, 1 - 0.45])
 
 
+def _group_title(trace) -> str:
+    return (trace.legendgrouptitle.text or "").replace("<br>", " ")
+
+
+def test_two_panel_draws_adaptive_dashed_in_the_same_colour(table):
+    key = "median:kernel=3"
+    before = charts.two_panel(table, attack="fgsm", defence_key=key, manifest=MANIFEST)
+    both = _with_adaptive(table, [key])
+    fig = charts.two_panel(both, attack="fgsm", defence_key=key, manifest=MANIFEST)
+    assert len(fig.data) == 2 * len(before.data) == 16
+    transfer, adaptive = fig.data[::2], fig.data[1::2]  # each curve followed by its twin
+    for old, solid, dashed in zip(before.data, transfer, adaptive, strict=True):
+        assert (solid.name, dashed.name) == (old.name, old.name)
+        assert list(solid.y) == list(old.y) and solid.line.color == old.line.color
+        assert solid.line.dash == "solid" and dashed.line.dash == "dash"
+        assert dashed.line.color == solid.line.color
+        assert dashed.marker.symbol == solid.marker.symbol is not None
+        assert (
+            (solid.legend, solid.xaxis) == (dashed.legend, dashed.xaxis) == (old.legend, old.xaxis)
+        )
+        assert _group_title(solid) == TRANSFER_LEGEND and _group_title(dashed) == ADAPTIVE_LEGEND
+        assert "Threat model: adaptive" in dashed.hovertext[2]
+    fnr = transfer[-1]
+    assert fnr.name == "False-negative rate (lower is better)" and fnr.line.dash == "solid"
+    accuracy = adaptive[0]
+    assert list(accuracy.x) == [0.0, 4.0, 8.0]
+    assert list(accuracy.y) == pytest.approx([0.85, 0.60 - 0.02, 0.40 - 0.04])
+    # one marker per metric within a panel, and each legend's groups its own
+    assert len({t.marker.symbol for t in transfer[:4]}) == 4
+    assert {t.legendgroup for t in transfer[:4]}.isdisjoint(t.legendgroup for t in transfer[4:])
+    assert len({t.legendgroup for t in fig.data}) == 4
+    assert fig.layout.legend.groupclick == fig.layout.legend2.groupclick == "toggleitem"
+    assert fig.layout.margin.b > before.layout.margin.b  # room for the longer legends
+    subtitle = _subtitle(fig)
+    assert f"solid = {TRANSFER.label}" in subtitle
+    assert f"dashed = {ADAPTIVE.label} (bpda-identity)" in subtitle
+    assert ONLY_TRANSFER_NOTE not in subtitle and "attack on" not in subtitle  # same images
+
+
+def test_two_panel_transfer_only_says_so(table):
+    key = "median:kernel=3"
+    other = _with_adaptive(table, ["median:kernel=5"])  # adaptive rows, not for this setting
+    for df in (table, other):
+        fig = charts.two_panel(df, attack="fgsm", defence_key=key, manifest=MANIFEST)
+        assert len(fig.data) == 8 and all(t.legendgroup is None for t in fig.data)
+        assert fig.data[3].line.dash == "dash"  # fooling rate: lower is better
+        assert _subtitle(fig).endswith(ONLY_TRANSFER_NOTE)
+    none = charts.two_panel(other, attack="fgsm", manifest=MANIFEST)
+    assert len(none.data) == 8
+    assert ONLY_TRANSFER_NOTE not in _subtitle(none)  # no defence: nothing to know
+
+
+def test_two_panel_adaptive_no_defence_and_fewer_images(table):
+    both = _with_adaptive(table, ["none"])
+    both.loc[both["threat_model"] != THREAT_TRANSFER, "n_images"] = 20
+    both.loc[both["eps"] == 0, "n_images"] = 50
+    fig = charts.two_panel(both, attack="fgsm", manifest=MANIFEST)
+    assert len(fig.data) == 16
+    assert [t.line.dash for t in fig.data[:2]] == ["solid", "dash"]
+    assert list(fig.data[1].y) == pytest.approx([0.90, 0.28, 0.06])
+    assert "adaptive attack on 20 images, transfer on 50" in _subtitle(fig)
+    assert "Images evaluated: 20" in fig.data[1].hovertext[1]
+
+
 def test_two_panel_without_patient_view():
     fig = charts.two_panel(make_table(patient=False), attack="fgsm")
     assert len(fig.data) == 4
@@ -242,6 +312,60 @@ def test_metric_vs_param_maps_eps_and_rejects_unknown_params(table):
         )
 
 
+def test_metric_vs_param_draws_adaptive_dashed_where_it_has_rows(table):
+    both = _with_adaptive(table, ["median:kernel=3", "median:kernel=5"])
+    fig = charts.metric_vs_param(
+        both, metric="accuracy", attack="fgsm", eps=8, family="median", param="kernel"
+    )
+    assert len(fig.data) == 2
+    solid, dashed = fig.data
+    assert (list(solid.x), list(solid.y)) == ([3, 5], pytest.approx([0.40, 0.50]))
+    assert (list(dashed.x), list(dashed.y)) == ([3, 5], pytest.approx([0.36, 0.46]))
+    assert solid.line.dash == "solid" and dashed.line.dash == "dash"
+    assert dashed.line.color == solid.line.color == charts.family_colour("median")
+    assert dashed.marker.symbol == solid.marker.symbol and dashed.name == solid.name
+    assert (solid.legendgroup, dashed.legendgroup) == (TRANSFER_LEGEND, ADAPTIVE_LEGEND)
+    assert (_group_title(solid), _group_title(dashed)) == (TRANSFER_LEGEND, ADAPTIVE_LEGEND)
+    assert f"Threat model: {adaptive_label('bpda-identity')}" in dashed.hovertext[0]
+    subtitle = _subtitle(fig)
+    assert f"dashed = {ADAPTIVE.label} (bpda-identity)" in subtitle
+    assert ONLY_TRANSFER_NOTE not in subtitle
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted((s.y0, s.line.dash) for s in lines) == [(0.10, "solid"), (0.90, "dot")]
+    # only the values with an adaptive row get an adaptive point
+    some = _with_adaptive(table, ["median:kernel=5"])
+    fig = charts.metric_vs_param(
+        some, metric="accuracy", attack="fgsm", eps=8, family="median", param="kernel"
+    )
+    assert [list(t.x) for t in fig.data] == [[3, 5], [5]]
+    assert list(fig.data[1].y) == pytest.approx([0.46])
+
+
+def test_metric_vs_param_adaptive_no_defence_reference(table):
+    both = _with_adaptive(table, ["none", "median:kernel=3"])
+    fig = charts.metric_vs_param(
+        both, metric="accuracy", attack="fgsm", eps=8, family="median", param="kernel"
+    )
+    lines = sorted((s.y0, s.line.dash) for s in fig.layout.shapes if s.type == "line")
+    assert lines == [(pytest.approx(0.06), "dash"), (0.10, "solid"), (0.90, "dot")]
+    assert "no defence, adaptive (50 images): 6.0 %" in _annotations(fig)
+    assert "no defence: 10.0 %" in _annotations(fig)
+
+
+def test_metric_vs_param_transfer_only_says_so(table):
+    other = _with_adaptive(table, ["median:kernel=3"], attack="pgd")  # another attack
+    for df in (table, other):
+        fig = charts.metric_vs_param(
+            df, metric="accuracy", attack="fgsm", eps=8, family="median", param="kernel"
+        )
+        assert len(fig.data) == 1 and fig.data[0].legendgroup is None
+        assert ONLY_TRANSFER_NOTE in _subtitle(fig)
+    clean = charts.metric_vs_param(
+        table, metric="accuracy", attack="fgsm", eps=0, family="median", param="kernel"
+    )
+    assert ONLY_TRANSFER_NOTE not in _subtitle(clean)  # no attack drawn
+
+
 # --------------------------------------------------------------------------- trade-off
 
 
@@ -269,6 +393,104 @@ def test_tradeoff_points_and_guides(table):
     assert any(
         "Images evaluated: 50" in h for t in fig.data if t.name != "No defence" for h in t.hovertext
     )
+
+
+def test_tradeoff_draws_adaptive_open_markers_joined_by_dotted_lines(table):
+    keys = ["median:kernel=3", "median:kernel=5", "nlm:h=5,h_color=5"]
+    before = charts.tradeoff(table, attack="fgsm", eps=8)
+    fig = charts.tradeoff(_with_adaptive(table, keys), attack="fgsm", eps=8)
+    filled = [t for t in fig.data if t.mode == "markers+text" and t.name != "No defence"]
+    opened = [
+        t for t in fig.data if t.legendgroup == ADAPTIVE_MARKER_LEGEND and t.mode == "markers"
+    ]
+    dotted = [t for t in fig.data if t.mode == "lines"]
+    (key,) = [t for t in fig.data if t.mode == "lines+markers"]  # the legend's open marker
+    old = [t for t in before.data if t.name != "No defence"]
+    assert [(t.name, list(t.x), list(t.y), t.legendgroup) for t in filled] == [
+        (t.name, list(t.x), list(t.y), None) for t in old
+    ]  # the transfer markers as before: one legend entry per family
+    assert all(t.legendgroup is None for t in before.data)
+    assert before.layout.legend.title.text is None
+    assert fig.layout.legend.title.text.replace("<br>", " ") == TRANSFER_MARKER_LEGEND
+    # one legend entry for every adaptive trace: a click shows or hides them all
+    assert all(t.showlegend is False for t in (*opened, *dotted))
+    assert key.legendgroup == ADAPTIVE_MARKER_LEGEND and key.showlegend is not False
+    assert key.name.replace("<br>", " ") == f"{ADAPTIVE_MARKER_LEGEND}; dotted: its drop"
+    assert key.marker.symbol == "circle-open" and key.line.dash == "dot"
+    assert list(key.x) == [None] and fig.layout.legend.groupclick is None  # togglegroup
+    assert [t.name for t in opened] == ["Median blur", "Non-local means"]  # no JPEG: no rows
+    for t in opened:
+        twin = next(f for f in filled if f.name == t.name)
+        assert t.marker.symbol == "circle-open" and twin.marker.symbol == "circle"
+        assert (
+            t.marker.color
+            == twin.marker.color
+            == charts.family_colour("median" if t.name == "Median blur" else "nlm")
+        )
+    median = dict(
+        zip(opened[0].customdata, zip(opened[0].x, opened[0].y, strict=True), strict=True)
+    )
+    # the adaptive rows are 4 points lower at eps 8; "none" has none: its transfer row is the base
+    assert median["Median kernel=5"] == (pytest.approx(20.0), pytest.approx(36.0))
+    assert median["Median kernel=3"] == (pytest.approx(5.0), pytest.approx(26.0))
+    hover = opened[0].hovertext[list(opened[0].customdata).index("Median kernel=5")]
+    assert "attacker knows the defence" in hover and "Against the transfer attack: +40.00" in hover
+    assert len(dotted) == 2 and all(t.line.dash == "dot" and t.line.width == 1 for t in dotted)
+    assert all(t.legendgroup == ADAPTIVE_MARKER_LEGEND and t.hoverinfo == "skip" for t in dotted)
+    assert fig.data[0] is dotted[0]  # drawn first: under the markers
+    line = dotted[0]
+    segments = [tuple(line.x[i : i + 2]) + tuple(line.y[i : i + 2]) for i in (0, 3)]
+    assert sorted(segments) == [
+        pytest.approx((5.0, 5.0, 30.0, 26.0)),  # kernel=3: x, x (same clean cost), y, y
+        pytest.approx((20.0, 20.0, 40.0, 36.0)),
+    ]
+    assert line.x[2] is None and line.line.color == opened[0].marker.color
+    assert "attacker does not know the defence (transfer)" in TRANSFER_MARKER_LEGEND
+    assert "attacker knows it (adaptive" in ADAPTIVE_MARKER_LEGEND
+    subtitle = _subtitle(fig)
+    assert f"filled = {TRANSFER.label}" in subtitle
+    assert f"open = {ADAPTIVE.label} (bpda-identity)" in subtitle
+    assert ONLY_TRANSFER_NOTE not in subtitle
+    low, high = fig.layout.yaxis.range  # the open markers are inside the axes
+    assert low < min(y for t in opened for y in t.y) and high > max(y for t in filled for y in t.y)
+
+
+def test_tradeoff_labels_never_overlap(table):
+    same = table.copy()
+    twin = same["defence_key"] == "median:kernel=3"
+    for eps in (0.0, 8.0):  # kernel=3 at kernel=5's point: their labels would overlap
+        five = same[(same["defence_key"] == "median:kernel=5") & (same["eps"] == eps)]
+        same.loc[twin & (same["eps"] == eps), "accuracy"] = float(five["accuracy"].iloc[0])
+    fig = charts.tradeoff(same, attack="fgsm", eps=8)
+    shown = [text for t in fig.data if t.name != "No defence" for text in t.text if text]
+    assert len([text for text in shown if text.startswith("Median")]) == 1
+    assert 0 < len(shown) <= 5
+
+
+def test_tradeoff_adaptive_baseline_is_its_own_undefended_row(table):
+    both = _with_adaptive(table, ["none", "median:kernel=5"])
+    both.loc[both["threat_model"] != THREAT_TRANSFER, "n_images"] = 20
+    both.loc[both["eps"] == 0, "n_images"] = 50
+    fig = charts.tradeoff(both, attack="fgsm", eps=8)
+    (opened,) = [
+        t for t in fig.data if t.legendgroup == ADAPTIVE_MARKER_LEGEND and t.mode == "markers"
+    ]
+    # 0.46 with the defence against 0.06 without it, on the adaptive images
+    assert list(opened.y) == pytest.approx([40.0]) and list(opened.x) == pytest.approx([20.0])
+    assert "Images evaluated: 20" in opened.hovertext[0]
+    assert "adaptive attack on 20 images, transfer on 50" in _subtitle(fig)
+    origin = next(t for t in fig.data if t.name == "No defence")
+    assert "Under the adaptive attack's images: 6.0 %" in origin.hovertext[0]
+
+
+def test_tradeoff_transfer_only_says_so(table):
+    other = _with_adaptive(table, ["median:kernel=3"], attack="pgd")
+    for df, attack in ((table, "fgsm"), (other, "fgsm"), (table, "pgd")):
+        fig = charts.tradeoff(df, attack=attack, eps=8)
+        assert all(t.legendgroup is None for t in fig.data)
+        assert not any("open" in (t.marker.symbol or "") for t in fig.data)
+        assert fig.layout.legend.title.text is None
+        assert ONLY_TRANSFER_NOTE in _subtitle(fig)
 
 
 # --------------------------------------------------------------------------- single cells

@@ -230,7 +230,8 @@ def test_a_chain_with_one_member_off_the_grid(grid):
 
 
 def test_a_family_not_in_the_table(grid):
-    assert views.setting_for(grid, _spec("bit_depth"), attack="fgsm") == (
+    without = grid[grid["defence"] != "bit_depth"]  # the adaptive sweep has it
+    assert views.setting_for(without, _spec("bit_depth"), attack="fgsm") == (
         None,
         "Bit-depth reduction is not in the precomputed grid",
     )
@@ -245,3 +246,107 @@ def test_a_family_not_in_the_table(grid):
         views.setting_for(grid, _spec("median"), attack="cw")
     with pytest.raises(ParamError, match="'quality' must be"):
         views.setting_for(grid, {"id": "webp_flip", "params": {"quality": 0}}, attack="fgsm")
+
+
+# --------------------------------------------------------------------------- both threat models
+
+
+def _with_adaptive(
+    table: pd.DataFrame,
+    accs: dict[str, float],
+    *,
+    n: int = 200,
+    confusion: dict[str, list[list[int]]] | None = None,
+) -> pd.DataFrame:
+    """``table`` plus adaptive FGSM ε 8 rows (``n`` images) of the settings in ``accs``."""
+    from engine.threat import adaptive_label
+
+    src = table[(table["attack"] == "fgsm") & (table["eps"] == 8)].set_index("defence_key")
+    rows = []
+    for key, acc in accs.items():
+        row = src.loc[key].to_dict() | {"defence_key": key, "accuracy": acc, "n_images": n}
+        row["threat_model"] = adaptive_label("exact" if key == "none" else "bpda-identity")
+        if confusion and key in confusion:
+            row["confusion"] = confusion[key]
+        rows.append(row)
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_headline_chooses_the_best_defence_by_the_adaptive_number(table):
+    # transfer: median:kernel=5 is best (0.50); adaptive: it falls to 0.08, kernel 3 keeps 0.30
+    df = _with_adaptive(table, {"none": 0.10, "median:kernel=5": 0.08, "median:kernel=3": 0.30})
+    h = views.headline(df, attack="fgsm", eps=8)
+    assert h["best_by"] == "adaptive"
+    assert (h["transfer_best_key"], h["transfer_best_accuracy"]) == ("median:kernel=5", 0.50)
+    assert h["best_key"] == "median:kernel=3"
+    assert h["best_accuracy"] == pytest.approx(0.40)  # its transfer number, beside
+    a = h["adaptive"]
+    assert a is not None and a["best_key"] == "median:kernel=3"
+    assert (a["accuracy"], a["undefended_accuracy"], a["n_images"]) == (0.30, 0.10, 200)
+    assert a["recovered"] == pytest.approx(0.20)
+    assert a["transfer_accuracy"] == pytest.approx(0.40)
+    assert a["transfer_best_accuracy"] == pytest.approx(0.08)
+    assert a["holds"] and not a["collapsed"]
+    said = " ".join(views.headline_sentences(h, "FGSM"))
+    assert "**30.0 points** against an attacker who does not know" in said
+    assert "20.0 points** against one who does" in said
+    assert "Median(kernel=5)" in said or "kernel=5" in said  # the transfer best that falls
+    assert "8.0%" in said
+
+
+def test_a_gain_that_vanishes_under_the_adaptive_attack_does_not_hold(table):
+    df = _with_adaptive(table, {"none": 0.10, "median:kernel=5": 0.11, "median:kernel=3": 0.05})
+    h = views.headline(df, attack="fgsm", eps=8)
+    a = h["adaptive"]
+    assert a is not None and a["best_key"] == "median:kernel=5"
+    assert not a["holds"]  # +1 point on 200 images is inside the sampling noise
+    assert "no defence keeps a gain" in " ".join(views.headline_sentences(h, "FGSM"))
+
+
+def test_an_adaptive_accuracy_from_one_predicted_class_is_a_collapse(table):
+    df = _with_adaptive(
+        table,
+        {"none": 0.10, "median:kernel=5": 0.50},
+        confusion={"median:kernel=5": [[0, 20], [0, 30]]},
+    )
+    a = views.headline(df, attack="fgsm", eps=8)["adaptive"]
+    assert a is not None and a["collapsed"] and not a["holds"]
+    said = views.headline_sentences(views.headline(df, attack="fgsm", eps=8), "FGSM")
+    assert any("majority-class rate" in s for s in said)
+
+
+def test_without_adaptive_rows_the_headline_says_it_is_an_upper_bound(table):
+    h = views.headline(table, attack="fgsm", eps=8)
+    assert h["adaptive"] is None and h["best_by"] == "transfer"
+    assert h["best_key"] == h["transfer_best_key"] == "median:kernel=5"
+    said = " ".join(views.headline_sentences(h, "FGSM"))
+    assert "does not know the defence" in said and "upper bound" in said
+
+
+def test_tradeoff_table_per_threat_model(table):
+    df = _with_adaptive(table, {"none": 0.12, "median:kernel=3": 0.30})
+    adaptive = views.tradeoff_table(df, attack="fgsm", eps=8, threat="adaptive")
+    row = adaptive.set_index("defence_key").loc["median:kernel=3"]
+    # recovered against the adaptive sweep's own undefended row
+    assert row["undefended_attacked_accuracy"] == pytest.approx(0.12)
+    assert row["recovered"] == pytest.approx(0.18)
+    assert row["clean_cost"] == pytest.approx(0.05)  # clean rows shared by both threat models
+    transfer = views.tradeoff_table(df, attack="fgsm", eps=8)
+    assert transfer.set_index("defence_key").loc["median:kernel=3", "recovered"] == pytest.approx(
+        0.30
+    )
+    with pytest.raises(ParamError, match="threat model"):
+        views.tradeoff_table(df, attack="fgsm", eps=8, threat="psychic")
+
+
+def test_threat_comparison_pairs_each_setting_under_both_threat_models(table):
+    df = _with_adaptive(table, {"none": 0.12, "median:kernel=3": 0.30})
+    t = views.threat_comparison(df, attack="fgsm", eps=[8])
+    assert list(t["defence_key"]) == ["none", "median:kernel=3"]
+    row = t.set_index("defence_key").loc["median:kernel=3"]
+    assert (row["transfer"], row["adaptive"]) == (0.40, 0.30)
+    assert row["drop"] == pytest.approx(0.10)
+    assert (row["n_transfer"], row["n_adaptive"]) == (50, 200)
+    assert views.threat_comparison(table, attack="fgsm", eps=[8]).empty  # transfer only
+    with pytest.raises(ParamError, match="not precomputed"):
+        views.threat_comparison(df, attack="fgsm", eps=[5])

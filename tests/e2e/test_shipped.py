@@ -44,17 +44,84 @@ def test_shipped_results_read_with_plain_pandas_and_are_fresh(results):
     assert len(per_image) == len(table) * len(manifest["data"]["per_image"]["positions"])
     # stored once: the tables and the manifest, no journal copy of the rows
     assert manifest["format"] == 2
-    assert sorted(p.name for p in results.iterdir()) == [
-        "manifest.json",
-        "per_image.csv.gz",
-        "results.csv",
-    ]
+    own = ["manifest.json", "per_image.csv.gz", "results.csv"]
+    assert sorted(p.name for p in results.iterdir() if p.name != "adaptive") == own
     bundle = ROOT / "assets" / "models" / manifest["model"]["id"]
     assert manifest["model"]["model_sha256"] == read_meta(bundle).model_sha256
 
     from engine.evaluation import check_stale
 
     assert check_stale(results, bundle) == []
+
+
+ADAPTIVE = [p / "adaptive" for p in RESULTS if (p / "adaptive" / "manifest.json").is_file()]
+
+
+def test_the_chest_and_synthetic_models_ship_adaptive_rows():
+    assert {p.parent.name for p in ADAPTIVE} >= {
+        "chest_xray__mobilenet_v3_large",
+        "synthetic__tiny",
+    }
+
+
+@pytest.mark.parametrize("companion", ADAPTIVE, ids=lambda p: p.parent.name)
+def test_shipped_adaptive_sweeps_are_complete_fresh_and_on_a_recorded_subset(companion):
+    import pandas as pd
+
+    from engine.evaluation import check_stale, load_results
+    from engine.threat import is_adaptive, parse_adaptive
+
+    manifest = json.loads((companion / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["format"] == 2
+    assert sorted(p.name for p in companion.iterdir()) == [
+        "manifest.json",
+        "per_image.csv.gz",
+        "results.csv",
+    ]
+    data = manifest["data"]
+    assert data["limit"] >= 200 and len(data["indices"]) == data["n_images"] == data["limit"]
+    table = pd.read_csv(companion / "results.csv")
+    adaptive = table[table["threat_model"].map(is_adaptive)]
+    assert len(adaptive) > 0 and (adaptive["n_images"] == data["n_images"]).all()
+    # PGD with at least 10 steps, at every budget the issue names
+    pgd = adaptive[adaptive["attack"] == "pgd"]
+    assert {1.0, 2.0, 4.0, 8.0, 16.0, 32.0} <= set(pgd["eps"])
+    assert all(json.loads(p)["steps"] >= 10 for p in pgd["attack_params"])
+    # the randomised defence is attacked with EOT
+    eot = {
+        parse_adaptive(t).eot
+        for t in adaptive.loc[adaptive["defence"] == "resize_pad", "threat_model"]
+    }
+    assert eot == {8}
+    bundle = ROOT / "assets" / "models" / manifest["model"]["id"]
+    assert check_stale(companion.parent, bundle) == []
+    merged, main = load_results(companion.parent)
+    assert main["adaptive_sweep"]["spec"]["name"] == "adaptive"
+    assert merged["threat_model"].map(is_adaptive).sum() == len(adaptive) + len(
+        table[
+            (table["defence_key"] == "none")
+            & (table["eps"] > 0)
+            & ~table["threat_model"].map(is_adaptive)
+        ]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("companion", ADAPTIVE, ids=lambda p: p.parent.name)
+def test_a_shipped_adaptive_cell_reproduces_exactly(companion):
+    """``--only fgsm:4:median:kernel=3 --threat adaptive`` gives the shipped numbers."""
+    from engine.errors import DatasetError
+    from engine.evaluation import reproduce_cell
+
+    manifest = json.loads((companion / "manifest.json").read_text())
+    bundle = ROOT / "assets" / "models" / manifest["model"]["id"]
+    try:
+        report = reproduce_cell(
+            companion, bundle, "pgd", 4, "median:kernel=3", threat="adaptive", limit=64
+        )
+    except DatasetError as exc:
+        pytest.skip(f"the dataset is not on this machine: {exc}")
+    assert report["identical"] and report["per_image_checked"] > 0, report
 
 
 @pytest.mark.slow

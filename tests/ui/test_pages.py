@@ -92,15 +92,23 @@ def no_model_pair() -> tuple[str, str]:
 # --------------------------------------------------------------------------- every page
 
 
-def test_home_shows_three_headline_cards():
+def test_home_shows_the_best_defence_under_both_threat_models():
     at = open_app()
     assert "RobustLens" in at.title[0].value
     labels = [m.label for m in at.metric]
-    assert len(labels) == 3
+    assert len(labels) == 4
     assert labels[0] == "Clean accuracy"
     assert labels[1] == "Under FGSM, ε = 8"
-    assert labels[2].startswith("Best defence: ")
+    # the shipped chest model has an adaptive sweep: the same setting, side by side
+    assert labels[2].endswith(": attacker unaware")
+    assert labels[3].endswith(": attacker knows it")
+    assert labels[2].removesuffix(": attacker unaware") == labels[3].removesuffix(
+        ": attacker knows it"
+    )
     assert all(m.value.endswith("%") for m in at.metric)
+    said = " ".join(texts([*at.success, *at.warning]))
+    assert "against an attacker who does not know the defence" in said
+    assert "against one who does" in said
     assert len(at.get("plotly_chart")) == 1
     assert at.selectbox(key="sel_dataset").value == "chest_xray"
     assert at.selectbox(key="sel_backbone").value == "mobilenet_v3_large"

@@ -1,0 +1,132 @@
+"""Convergence of the shipped adaptive PGD: does doubling the steps change the result?
+
+Carlini et al. 2019 (§4.2, "verify that the attack has converged"): an
+iterative attack whose accuracy still falls when it is given more iterations
+has not converged, and the robustness it reports is too high. The adaptive
+sweeps ship PGD with 10 steps (``assets/specs/adaptive.toml``); this script
+recomputes chosen adaptive PGD cells of a shipped adaptive sweep with twice
+the steps, on the same images, the same random start, EOT samples and
+restarts, and the step size of the spec's own rule (``max(min, factor * eps /
+steps)``: the same total travel in steps half as long), and compares the
+accuracy with the stored 10-step row.
+
+Run::
+
+    python -m bench.convergence                        # chest X-ray, eps 2 and 8
+    python -m bench.convergence --results assets/results/synthetic__tiny/adaptive \\
+        --model assets/models/synthetic__tiny --eps 1 2 4 8
+
+Prints a table (setting, eps, stored accuracy with 10 steps, with 20, the
+change in points) and writes ``bench/results/convergence_<model>.json``. The
+bar of the issue is a change under 1 point for every cell. ``--defences``
+restricts the settings (keys as in the results table); by default every
+adaptive setting of the sweep is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench._common import loadavg, machine_info, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+CHEST = "chest_xray__mobilenet_v3_large"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", default=f"assets/results/{CHEST}/adaptive")
+    ap.add_argument("--model", default=f"assets/models/{CHEST}")
+    ap.add_argument("--eps", type=float, nargs="+", default=[2.0, 8.0])
+    ap.add_argument("--defences", nargs="*", default=None, help="defence keys (default: all)")
+    ap.add_argument("--factor", type=int, default=2, help="multiply the steps by this")
+    ap.add_argument("--data-root", default=None)
+    args = ap.parse_args(argv)
+
+    import pandas as pd
+
+    from engine.evaluation import cell as sweep
+    from engine.evaluation.keys import NO_DEFENCE
+    from engine.evaluation.manifest import recorded_spec
+    from engine.evaluation.results import load_manifest
+    from engine.models import read_meta
+    from engine.threat import is_adaptive
+
+    out = ROOT / args.results
+    manifest = load_manifest(out)
+    spec = recorded_spec(manifest)
+    table = pd.read_csv(out / "results.csv")
+    rows = table[(table["attack"] == "pgd") & table["threat_model"].map(is_adaptive)]
+    rows = rows[rows["eps"].isin(args.eps)]
+    if args.defences:
+        rows = rows[rows["defence_key"].isin(args.defences)]
+    rows = rows[rows["defence_key"] != NO_DEFENCE]
+    if rows.empty:
+        raise SystemExit("No adaptive PGD cell matches; check --eps and --defences.")
+    attack = spec.attack("pgd")
+    entry = spec.adaptive_for("pgd")
+    steps = int(attack.params_at(max(args.eps))["steps"])
+    longer = dataclasses.replace(attack, params={**attack.params, "steps": args.factor * steps})
+
+    meta = read_meta(ROOT / args.model)
+    index, indices = sweep.select(spec, meta, data_root=args.data_root)
+    if not np.array_equal(indices, np.asarray(manifest["data"]["indices"])):
+        raise SystemExit("The images found here are not the sweep's: check --data-root.")
+    prep = sweep.prepare(spec, ROOT / args.model, selected=(index, indices))
+    found = []
+    t0 = time.perf_counter()
+    for _, row in tqdm(list(rows.iterrows()), desc="cells", unit="cell"):
+        setting = spec.defence(str(row["defence_key"]))
+        eps = float(row["eps"])
+        adv, _ = sweep.attack_images(prep, longer, eps, through=(entry, setting))
+        result = sweep.evaluate_cell(prep, adv, setting)
+        acc = float(result["metrics"]["accuracy"])
+        found.append(
+            {
+                "defence_key": setting.key,
+                "eps": eps,
+                "steps": steps,
+                "accuracy": float(row["accuracy"]),
+                "steps_more": args.factor * steps,
+                "accuracy_more": acc,
+                "change_points": round(100 * (acc - float(row["accuracy"])), 2),
+            }
+        )
+    worst = max(abs(f["change_points"]) for f in found)
+    lines = [
+        f"Adaptive PGD, {steps} vs {args.factor * steps} steps, {prep.x.shape[0]} images "
+        f"({meta.dataset_id}, {manifest['model']['id']})",
+        f"{'setting':<46} {'eps':>4} {f'PGD-{steps}':>8} {f'PGD-{args.factor * steps}':>8} "
+        f"{'change':>8}",
+    ]
+    for f in found:
+        lines.append(
+            f"{f['defence_key']:<46} {f['eps']:>4g} {f['accuracy']:>8.1%} "
+            f"{f['accuracy_more']:>8.1%} {f['change_points']:>+7.1f}p"
+        )
+    verdict = "converged (< 1 point)" if worst < 1 else "NOT converged: use more steps"
+    lines.append(f"largest change: {worst:.1f} points: {verdict}")
+    results = {
+        **machine_info(load_after=loadavg()),
+        "results": str(args.results),
+        "n_images": int(prep.x.shape[0]),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "cells": found,
+        "largest_change_points": worst,
+        "converged": worst < 1,
+    }
+    name = manifest["model"]["id"]
+    write_results(
+        results, "\n".join(lines), ROOT / "bench" / "results" / f"convergence_{name}.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
