@@ -123,6 +123,8 @@ def metric_vs_eps(
     plotted = pd.concat(shown)
     better = "higher is better" if info.higher_is_better else "lower is better"
     subtitle = threats_subtitle(plotted) if adaptive else threat_subtitle(plotted)
+    if adaptive and images_note(plotted):
+        subtitle += f" · {images_note(plotted)}"
     if not adaptive and (plotted["defence_key"] != NO_DEFENCE).any() and (plotted["eps"] > 0).any():
         subtitle += f" · {ONLY_TRANSFER_NOTE}"
     values = pd.to_numeric(plotted[metric], errors="coerce")

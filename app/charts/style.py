@@ -412,7 +412,7 @@ def eps_curve(
     """One setting's curve against ε; ``group`` puts it under that legend-group title."""
     extra: dict[str, Any] = {}
     if group is not None:
-        extra = {"legendgroup": group, "legendgrouptitle": {"text": group}}
+        extra = {"legendgroup": group, "legendgrouptitle": {"text": legend_title_text(group)}}
     return go.Scatter(
         x=rows["eps"].tolist(),
         y=[plot_value(v) for v in rows[metric]],

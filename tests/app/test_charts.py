@@ -136,7 +136,7 @@ def test_metric_vs_eps_draws_adaptive_dashed_in_the_same_colour(table):
     assert transfer[0].name == "No defence (the same under both threat models)"
     assert "does not know the defence (transfer)" in TRANSFER_LEGEND
     assert "knows the defence (adaptive: BPDA/EOT)" in ADAPTIVE_LEGEND
-    assert {t.legendgrouptitle.text for t in fig.data} == {
+    assert {t.legendgrouptitle.text.replace("<br>", " ") for t in fig.data} == {
         TRANSFER_LEGEND,
         ADAPTIVE_LEGEND,
     }
