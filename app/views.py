@@ -247,8 +247,15 @@ def _adaptive_headline(
     if ADAPTIVE.id not in query.threats(df):
         return None
     table = tradeoff_table(df, attack=attack, eps=used, threat=ADAPTIVE.id)
-    table = table[[is_adaptive(str(t)) for t in table["threat_model"]]]
-    top = _best(table, "attacked_accuracy")
+    table = table.loc[table["threat_model"].map(lambda t: is_adaptive(str(t))).astype(bool)]
+    # A setting that makes the model answer one class for nearly every image scores the
+    # majority-class rate without skill: it is the best only when every setting does.
+    flat = [
+        sanity.collapsed(_confusion(df, attack, used, str(k), ADAPTIVE.id))
+        for k in table["defence_key"]
+    ]
+    skilled = table.loc[[not f for f in flat]] if flat else table
+    top = _best(skilled if len(skilled) else table, "attacked_accuracy")
     if top is None:
         return None
     key = str(top["defence_key"])
@@ -256,7 +263,7 @@ def _adaptive_headline(
     t_rec = _first(transfer, key, "recovered")
     acc, base = float(top["attacked_accuracy"]), float(top["undefended_attacked_accuracy"])
     n = int(top["n_images"])
-    is_collapsed = sanity.collapsed(_confusion(df, attack, used, key, ADAPTIVE.id))
+    is_collapsed = not len(skilled)
     return {
         "best_key": key,
         "best_label": setting_label(key),
@@ -311,7 +318,8 @@ def headline(df: pd.DataFrame, *, attack: str = DEFAULT_ATTACK, eps: float) -> H
         the same setting's ``transfer_accuracy`` and ``transfer_recovered``,
         ``n_images``, ``threat_model`` (the stored label), ``collapsed`` (its
         confusion matrix puts nearly every image in the majority class:
-        :func:`engine.evaluation.sanity.collapsed`), ``holds`` (the gain
+        :func:`engine.evaluation.sanity.collapsed`; a collapsed setting is the
+        best only when every setting collapses), ``holds`` (the gain
         exceeds the sampling-noise margin of
         :func:`engine.evaluation.sanity.gain_margin` and is not a collapse)
         and ``transfer_best_accuracy`` (the adaptive accuracy of the transfer

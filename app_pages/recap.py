@@ -167,7 +167,7 @@ with tabs[3], common.friendly_errors("This chart cannot be drawn"):
         for threat_id in query.threats(df):
             numbers = views.tradeoff_table(df, attack=attack, eps=eps_used, threat=threat_id)
             if threat_id != "transfer":
-                numbers = numbers[[is_adaptive(str(t)) for t in numbers["threat_model"]]]
+                numbers = numbers.loc[numbers["threat_model"].map(lambda t: is_adaptive(str(t)))]
             st.caption(f"Threat model: {threat_id}")
             st.dataframe(numbers, hide_index=True)
 

@@ -350,3 +350,14 @@ def test_threat_comparison_pairs_each_setting_under_both_threat_models(table):
     assert views.threat_comparison(table, attack="fgsm", eps=[8]).empty  # transfer only
     with pytest.raises(ParamError, match="not precomputed"):
         views.threat_comparison(df, attack="fgsm", eps=[5])
+
+
+def test_a_collapsed_setting_is_not_the_best_while_a_skilled_one_exists(table):
+    df = _with_adaptive(
+        table,
+        {"none": 0.10, "median:kernel=5": 0.60, "median:kernel=3": 0.30},
+        confusion={"median:kernel=5": [[0, 20], [0, 30]]},
+    )
+    a = views.headline(df, attack="fgsm", eps=8)["adaptive"]
+    assert a is not None and a["best_key"] == "median:kernel=3"
+    assert a["holds"] and not a["collapsed"]

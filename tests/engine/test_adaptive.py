@@ -22,8 +22,17 @@ import keras
 import numpy as np
 import pytest
 
-from engine.attacks import REGISTRY, run_attack
-from engine.attacks.adaptive import AdaptiveParams, Through, restart_seed, threat_label
+from engine.attacks import REGISTRY, enforce_budget, pgd, run_attack
+from engine.attacks.adaptive import (
+    STAND_INS,
+    AdaptiveParams,
+    StandIn,
+    Through,
+    backward_label,
+    restart_seed,
+    threat_label,
+)
+from engine.attacks.source import GradientSource
 from engine.defences import (
     BACKWARD_BPDA,
     BACKWARD_EXACT,
@@ -41,6 +50,7 @@ from engine.defences import (
 from engine.defences.linear import apply_separable, gaussian_matrix, resize_pad_matrix
 from engine.errors import ParamError
 from engine.gradients import compiled, predict
+from engine.threat import ADAPTIVE, AdaptiveAttacker, parse, parse_adaptive
 from tests.engine.test_attacks import make_data, trained_classifier
 
 
@@ -289,6 +299,199 @@ def test_adaptive_parameter_errors(bands, band_data):
     ):
         run_attack("fgsm", bands, x, y, None, defence="jpeg")  # type: ignore[arg-type]
     assert {p.name for p in AdaptiveParams.PARAMS} == {"eot_samples", "restarts", "eot_seed"}
+
+
+# --------------------------------------------------------------------------- BPDA stand-ins
+
+GAUSS = StandIn(stand_in="gaussian")
+
+
+class _StraightThrough(GradientSource):
+    """BPDA written out by hand: the model at ``D(x)``, its gradient passed back unchanged."""
+
+    def __init__(self, comp: GradientSource, defence) -> None:
+        self.comp, self.defence = comp, defence
+        self.input_shape, self.num_classes = comp.input_shape, comp.num_classes
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.comp.logits(self.defence.forward(x))
+
+    def value_and_grad(self, x, labels):
+        return self.comp.value_and_grad(self.defence.forward(np.asarray(x, np.float32)), labels)
+
+
+def test_default_stand_in_is_the_identity_bit_for_bit(bands, band_data):
+    x, y = band_data
+    params = {"eps": 6.0, "steps": 5}
+    median = MedianBlur()
+    # what PGD through the median did before stand-ins existed: the identity on the way back
+    by_hand = _StraightThrough(compiled(bands), median)
+    p = pgd.PGDParams(**params)
+    before = enforce_budget(x, pgd.attack(by_hand, x.astype(np.float32), y, p), p.eps)
+    default = run_attack("pgd", bands, x, y, params, defence=median)
+    np.testing.assert_array_equal(default, before)
+    # naming the identity changes nothing, whatever sigma says (unused)
+    for sigma in (1.0, 3.0):
+        np.testing.assert_array_equal(
+            run_attack(
+                "pgd",
+                bands,
+                x,
+                y,
+                params,
+                defence=median,
+                stand_in="identity",
+                stand_in_sigma=sigma,
+            ),
+            default,
+        )
+    assert StandIn() == StandIn(stand_in="identity", stand_in_sigma=1.0)
+    assert StandIn().surrogate() is None and STAND_INS[0] == "identity"
+    # the Gaussian stand-in is another attack
+    gauss = run_attack("pgd", bands, x, y, params, defence=median, stand_in="gaussian")
+    assert not np.array_equal(gauss, default)
+    assert 0 < np.abs(gauss.astype(int) - x.astype(int)).max() <= 6
+
+
+def test_gaussian_stand_in_through_median_is_the_blurs_adjoint(bands, band_data):
+    x, y = band_data
+    comp = compiled(bands)
+    xf = x.astype(np.float32) + 0.25
+    median = MedianBlur()
+    logits, loss, grad = Through(comp, median, stand_in=GAUSS).value_and_grad(xf, y)
+    want_logits, want_loss, upstream = comp.value_and_grad(median.forward(xf), y)
+    np.testing.assert_array_equal(logits, want_logits)
+    np.testing.assert_array_equal(loss, want_loss)
+    # the Gaussian's own backward pass applied to the gradient at the median's output ...
+    np.testing.assert_array_equal(grad, GaussianBlur(sigma=1.0).estimate_gradient(xf, upstream))
+    assert grad.dtype == np.float32 and not np.array_equal(grad, upstream)
+    # ... which is the exact adjoint of the blur: <B v, u> = <v, B^T u>
+    v = np.random.default_rng(6).normal(size=xf.shape).astype(np.float32)
+    k = GaussianBlur(sigma=1.0).kernel
+    mh = mw = gaussian_matrix(xf.shape[1], 1.0, k)
+    assert inner(apply_separable(v, mh, mw), upstream) == pytest.approx(inner(v, grad), rel=1e-5)
+    # another sigma is another blur's adjoint
+    wide = Through(comp, median, stand_in=StandIn(stand_in="gaussian", stand_in_sigma=2.5))
+    np.testing.assert_array_equal(
+        wide.value_and_grad(xf, y)[2], GaussianBlur(sigma=2.5).estimate_gradient(xf, upstream)
+    )
+
+
+@pytest.mark.parametrize(
+    "defence",
+    [GaussianBlur(sigma=2.0), ResizePadDraw(min_scale=0.8, seed=1), Identity()],
+    ids=lambda d: d.ID,
+)
+def test_an_exact_backward_pass_is_kept_whatever_the_stand_in(bands, band_data, defence):
+    x, y = band_data
+    comp = compiled(bands)
+    xf = x.astype(np.float32) + 0.25
+    own = Through(comp, defence).value_and_grad(xf, y)
+    for got, want in zip(
+        Through(comp, defence, stand_in=GAUSS).value_and_grad(xf, y), own, strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert backward_label(defence, GAUSS) == BACKWARD_EXACT
+
+
+def test_gaussian_stand_in_replaces_only_the_bpda_members_of_a_chain(bands, band_data):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 255, (2, 16, 18, 3)).astype(np.float32)
+    g = rng.normal(size=x.shape).astype(np.float32)
+    blur, draw, s = GaussianBlur(sigma=2.0), ResizePadDraw(min_scale=0.8, seed=1), GaussianBlur()
+    chain = Chain((blur, MedianBlur(), draw, JPEG()))
+    comp = compiled(bands)
+    got = Through(comp, chain, stand_in=GAUSS).backward(chain, x, g)
+    # last to first: JPEG -> Gaussian stand-in, the draw and the blur their own, median -> stand-in
+    want = blur.estimate_gradient(
+        x, s.estimate_gradient(x, draw.estimate_gradient(x, s.estimate_gradient(x, g)))
+    )
+    np.testing.assert_array_equal(got, want)
+    # the identity stand-in is the chain's own backward pass
+    np.testing.assert_array_equal(
+        Through(comp, chain).backward(chain, x, g), chain.estimate_gradient(x, g)
+    )
+    # a randomised chain: each draw is a chain of draws, its BPDA members replaced
+    random_chain = Chain((RandomResizePad(min_scale=0.8), MedianBlur()))
+    d = random_chain.sample(np.random.default_rng(0))
+    np.testing.assert_array_equal(
+        Through(comp, random_chain, stand_in=GAUSS).backward(d, x, g),
+        d.defences[0].estimate_gradient(x, s.estimate_gradient(x, g)),
+    )
+    # end to end: through the seed chain the two stand-ins are different attacks
+    xs, ys = band_data
+    p = {"eps": 4.0, "steps": 2}
+    ident = run_attack("pgd", bands, xs[:4], ys[:4], p, defence=SEED_CHAIN)
+    gauss = run_attack("pgd", bands, xs[:4], ys[:4], p, defence=SEED_CHAIN, stand_in="gaussian")
+    assert not np.array_equal(ident, gauss)
+    assert np.abs(gauss.astype(int) - xs[:4].astype(int)).max() <= 4
+
+
+def test_stand_in_labels_name_it_and_parse_back():
+    stem = "adaptive: crafted through the defence"
+    cases = [
+        (MedianBlur(), GAUSS, 1, f"{stem} (bpda-gaussian σ1)"),
+        (
+            SEED_CHAIN,
+            StandIn(stand_in="gaussian", stand_in_sigma=0.5),
+            1,
+            f"{stem} (bpda-gaussian σ0.5)",
+        ),
+        (Chain((JPEG(), RandomResizePad())), GAUSS, 8, f"{stem} (bpda-gaussian σ1, EOT 8)"),
+        (GaussianBlur(), GAUSS, 1, f"{stem} (exact)"),
+        (RandomResizePad(), GAUSS, 8, f"{stem} (exact, EOT 8)"),
+        (MedianBlur(), GAUSS, 8, f"{stem} (bpda-gaussian σ1)"),  # deterministic: no EOT
+        # the identity, named or not, keeps the labels the shipped results carry
+        (MedianBlur(), StandIn(), 1, f"{stem} (bpda-identity)"),
+        (MedianBlur(), None, 1, f"{stem} (bpda-identity)"),
+        (SEED_CHAIN, StandIn(stand_in_sigma=2.0), 1, f"{stem} (bpda-identity)"),
+    ]
+    for defence, stand_in, eot, label in cases:
+        made = threat_label(defence, eot, stand_in)
+        assert made == label, (defence.ID, made)
+        assert parse(made) is ADAPTIVE
+        backward = backward_label(defence, stand_in)
+        assert parse_adaptive(made) == AdaptiveAttacker(backward, eot if defence.randomised else 1)
+    assert threat_label(JPEG(), 8) == threat_label(JPEG(), 8, StandIn())
+    assert GAUSS.backward == "bpda-gaussian σ1" and StandIn().backward == BACKWARD_BPDA
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"stand_in": "sobel"},
+            r"Adaptive attack: 'stand_in' must be one of identity, gaussian; "
+            r"got 'sobel'\.",
+        ),
+        ({"stand_in": "Gaussian"}, r"'stand_in' must be one of identity, gaussian; got 'Gaussian'"),
+        ({"stand_in": 3}, r"Adaptive attack: 'stand_in' must be a string; got 3\."),
+        (
+            {"stand_in": "gaussian", "stand_in_sigma": 0.0},
+            r"Adaptive attack: 'stand_in_sigma' must be a number in \[0.1, 5\]; got 0\.",
+        ),
+        ({"stand_in_sigma": 6.0}, r"'stand_in_sigma' must be a number in \[0.1, 5\]; got 6\."),
+        ({"stand_in": "gaussian", "stand_in_sigma": float("nan")}, r"'stand_in_sigma' must be"),
+    ],
+)
+def test_bad_stand_ins_are_refused(bands, band_data, kwargs, match):
+    x, y = band_data
+    with pytest.raises(ParamError, match=match):
+        run_attack("pgd", bands, x, y, None, defence=MedianBlur(), **kwargs)
+    with pytest.raises(ParamError, match=match):
+        StandIn(**kwargs)
+
+
+def test_stand_in_is_declared_apart_from_the_spec_options():
+    assert {p.name for p in StandIn.PARAMS} == {"stand_in", "stand_in_sigma"}
+    sigma = next(p for p in StandIn.PARAMS if p.name == "stand_in_sigma")
+    blur = next(p for p in GaussianBlur.PARAMS if p.name == "sigma")
+    assert (sigma.low, sigma.high, sigma.step, sigma.default) == (
+        blur.low,
+        blur.high,
+        blur.step,
+        blur.default,
+    )
 
 
 # ------------------------------------------------------------------ adaptive beats transfer

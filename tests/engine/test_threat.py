@@ -76,6 +76,13 @@ def test_records_round_trip_and_have_words():
         ("Gaussian stand-in, sigma 1", 4, None),
         ("bpda-identity", 8, "adaptive: crafted through the defence (bpda-identity, EOT 8)"),
         ("bpda-identity+gaussian", 1, None),  # a chain's kinds, as engine.defences joins them
+        # the Gaussian stand-in of engine.attacks.adaptive.StandIn
+        ("bpda-gaussian σ1", 1, "adaptive: crafted through the defence (bpda-gaussian σ1)"),
+        (
+            "bpda-gaussian σ0.5",
+            8,
+            "adaptive: crafted through the defence (bpda-gaussian σ0.5, EOT 8)",
+        ),
         ("", 1, "adaptive: crafted through the defence"),
     ],
 )
@@ -98,6 +105,15 @@ def test_every_defence_names_a_backward_pass_a_label_can_carry():
             assert parse_adaptive(adaptive_label(backward, eot=4)) == AdaptiveAttacker(backward, 4)
     chain = seed_chain()
     assert parse_adaptive(adaptive_label(chain.backward)) == AdaptiveAttacker(chain.backward)
+    # and so does every stand-in an adaptive attacker may choose
+    from engine.attacks.adaptive import STAND_INS, StandIn, threat_label
+
+    for name in STAND_INS:
+        for sigma in (0.1, 1.0, 2.5):
+            stand_in = StandIn(stand_in=name, stand_in_sigma=sigma)
+            label = threat_label(chain, 1, stand_in)
+            assert parse(label) is ADAPTIVE
+            assert parse_adaptive(label) == AdaptiveAttacker(stand_in.backward)
 
 
 def test_non_adaptive_labels_are_not_adaptive():
