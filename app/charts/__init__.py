@@ -23,7 +23,9 @@ Modules
 :mod:`app.charts.style`
     colours, fonts, titles, axes, hover text and download configs;
 :mod:`app.charts.curves`
-    metrics against attack strength or a defence parameter, the live overlay;
+    metrics against attack strength (both threat models), the live overlay;
+:mod:`app.charts.param`
+    a metric against one defence parameter at a fixed budget;
 :mod:`app.charts.tradeoff`
     clean cost against accuracy recovered, per defence setting;
 :mod:`app.charts.model`
@@ -38,7 +40,7 @@ browser, ``fig.write_html(path, config=CHART_CONFIG)`` keeps the same
 buttons; ``fig.write_image`` needs the optional ``kaleido`` package.
 """
 
-from app.charts.curves import metric_vs_eps, metric_vs_param, overlay_live, two_panel
+from app.charts.curves import metric_vs_eps, overlay_live, two_panel
 from app.charts.model import (
     PATIENT_CLASSES,
     class_counts,
@@ -46,6 +48,7 @@ from app.charts.model import (
     topk_bars,
     training_curves,
 )
+from app.charts.param import metric_vs_param
 from app.charts.style import (
     CHART_CONFIG,
     CHART_CONFIG_SVG,

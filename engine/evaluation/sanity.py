@@ -66,6 +66,7 @@ __all__ = [
     "collapsed",
     "findings_table",
     "gain_margin",
+    "no_skill_rate",
 ]
 
 #: The accuracy-against-ε chart (the Recap's "Metric vs ε", the Report's accuracy part).
@@ -483,6 +484,13 @@ def collapsed(confusion: object, params: SanityParams | None = None) -> bool:
     return bool(
         share.argmax() == majority and share[majority] >= (params or SanityParams()).collapse_share
     )
+
+
+def no_skill_rate(confusion: object) -> float | None:
+    """The majority-class rate of a confusion matrix's true classes: the accuracy of a
+    model that gives every image the most common answer (``None`` when absent)."""
+    m = _matrix(confusion)
+    return None if m is None else float(m.sum(axis=1).max() / m.sum())
 
 
 def check(

@@ -86,7 +86,8 @@ def _transfer_traces_kept(both, table) -> None:
 
 def test_views_and_charts_show_the_transfer_rows_as_before(tables):
     from app import grid, views
-    from app.charts import curves, model, tradeoff  # tradeoff: the chart function
+    from app.charts import curves, model, tradeoff
+    from app.charts.param import metric_vs_param  # tradeoff: the chart function
 
     table, both, manifest = tables
     for attack, eps in (("fgsm", 8), ("pgd", 5)):
@@ -126,10 +127,10 @@ def test_views_and_charts_show_the_transfer_rows_as_before(tables):
         )
     for family, param in (("nlm", "h"), ("guided", "radius"), ("webp_flip", "quality")):
         _transfer_traces_kept(
-            curves.metric_vs_param(
+            metric_vs_param(
                 both, metric="accuracy", attack="fgsm", eps=8, family=family, param=param
             ),
-            curves.metric_vs_param(
+            metric_vs_param(
                 table, metric="accuracy", attack="fgsm", eps=8, family=family, param=param
             ),
         )
