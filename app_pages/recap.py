@@ -187,6 +187,7 @@ with tabs[4], common.friendly_errors("This cell cannot be shown"):
     if (
         adaptive_row is not None
         and float(row["eps"]) > 0
+        and row["defence_key"] != query.NO_DEFENCE
         and is_adaptive(str(adaptive_row["threat_model"]))
         and c1.toggle(
             "The attacker knows the defence",
