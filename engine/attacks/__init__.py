@@ -16,7 +16,10 @@ the *transfer* setting, an upper bound on what a defence achieves. Given
 instead (the *adaptive* setting, :mod:`engine.attacks.adaptive`): exact
 gradients where ``D`` is differentiable, BPDA where it is not, EOT over
 ``eot_samples`` draws where it is randomised; PGD may restart (``restarts``),
-keeping the worst case per image. The budget is enforced the same way.
+keeping the worst case per image. The BPDA stand-in is the identity unless
+``stand_in="gaussian"`` (the backward pass of a Gaussian blur of
+``stand_in_sigma``; :class:`engine.attacks.adaptive.StandIn`). The budget is
+enforced the same way.
 
 Example
 -------
@@ -39,7 +42,14 @@ import numpy as np
 
 from engine import PIXEL_MAX, PIXEL_MIN
 from engine.attacks import fgsm, pgd, targeted_l2
-from engine.attacks.adaptive import AdaptiveParams, Through, check_restarts, restart_seed, worse
+from engine.attacks.adaptive import (
+    AdaptiveParams,
+    StandIn,
+    Through,
+    check_restarts,
+    restart_seed,
+    worse,
+)
 from engine.errors import ParamError
 from engine.params import build
 
@@ -270,6 +280,8 @@ def run_attack(
     eot_samples: int = 1,
     restarts: int = 1,
     eot_seed: int = 0,
+    stand_in: str = "identity",
+    stand_in_sigma: float = 1.0,
 ) -> np.ndarray:
     """Run a registered attack and enforce its budget; through a defence, if one is given.
 
@@ -304,6 +316,16 @@ def run_attack(
         Seed of the attacker's draws of a randomised defence.
         (``eot_samples``, ``restarts`` and ``eot_seed`` are declared in
         :class:`engine.attacks.adaptive.AdaptiveParams`.)
+    stand_in : {"identity", "gaussian"}, default="identity"
+        The backward pass of the members of ``defence`` that have no useful
+        gradient (BPDA): the identity, or the exact backward pass of a
+        Gaussian blur of ``stand_in_sigma``. Members with an exact backward
+        pass keep it.
+    stand_in_sigma : float, default=1
+        Sigma in pixels of the Gaussian stand-in, in [0.1, 5].
+        (Both are declared in :class:`engine.attacks.adaptive.StandIn`; the
+        label of the threat model is
+        ``engine.attacks.adaptive.threat_label(defence, eot_samples, stand_in)``.)
 
     Returns
     -------
@@ -316,14 +338,16 @@ def run_attack(
     ------
     ParamError
         Unknown attack, bad parameters, images or labels, a target outside
-        the model's classes, a ``defence`` that is not one, or restarts for an
-        attack without a random start.
+        the model's classes, a ``defence`` that is not one, restarts for an
+        attack without a random start, or an unknown stand-in or its sigma
+        out of range.
     """
     info = REGISTRY.get(attack_id) if isinstance(attack_id, str) else None
     if info is None:
         raise ParamError(f"Unknown attack {attack_id!r}; known: {', '.join(REGISTRY)}.")
     p = _build_params(info, params)
     adaptive = AdaptiveParams(eot_samples=eot_samples, restarts=restarts, eot_seed=eot_seed)
+    bpda = StandIn(stand_in=stand_in, stand_in_sigma=stand_in_sigma)
     check_restarts(p, adaptive.restarts, info.title)
     if defence is not None:
         from engine.defences import Defence
@@ -356,7 +380,7 @@ def run_attack(
     n = len(clean)
     for start in range(0, n, batch_size):
         sl = slice(start, min(start + batch_size, n))
-        out[sl] = _craft(info, lm, comp, clean[sl], y[sl], p, defence, adaptive)
+        out[sl] = _craft(info, lm, comp, clean[sl], y[sl], p, defence, adaptive, bpda)
         if progress is not None:
             progress(sl.stop, n)
     return out
@@ -371,6 +395,7 @@ def _craft(
     p: Any,
     defence: Defence | None,
     adaptive: AdaptiveParams,
+    stand_in: StandIn,
 ) -> np.ndarray:
     """One batch: the attack (through ``defence``), each restart budget-enforced, worst kept."""
     best: np.ndarray | None = None
@@ -379,7 +404,9 @@ def _craft(
         model: keras.Model | GradientSource = lm
         if defence is not None:
             seed = (adaptive.eot_seed, r)
-            model = Through(comp, defence, eot_samples=adaptive.eot_samples, seed=seed)
+            model = Through(
+                comp, defence, eot_samples=adaptive.eot_samples, seed=seed, stand_in=stand_in
+            )
         pr = p if r == 0 else replace(p, seed=restart_seed(p.seed, r))
         adv = enforce_budget(clean, info.fn(model, clean.astype(np.float32), y, pr), p.eps)
         if adaptive.restarts == 1:
