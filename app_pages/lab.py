@@ -296,7 +296,8 @@ def recap_context(res: Any) -> None:
     with c2:
         used, eps_note = query.resolve_eps(df, res.attack, eps, query.NO_DEFENCE)
         plain = query.find_row(df, res.attack, used, query.NO_DEFENCE)
-        lines = []
+        lines: list[str] = []
+        adaptive_labels: list[str] = []
         if plain is not None:
             lines.append(
                 f"Across **{int(plain['n_images'])}** test images, {res.attack_title} at "
@@ -308,13 +309,25 @@ def recap_context(res: Any) -> None:
         elif key != query.NO_DEFENCE:
             row = query.find_row(df, res.attack, used, key)
             if row is not None:
-                lines.append(f"With **{labels.setting_label(key)}**: **{row['accuracy']:.0%}**.")
+                lines.append(
+                    f"With **{labels.setting_label(key)}**: **{row['accuracy']:.0%}** against "
+                    "an attacker who does not know the defence."
+                )
+            known = query.find_row(df, res.attack, used, key, threat="adaptive")
+            if known is not None and threat.is_adaptive(str(known["threat_model"])):
+                adaptive_labels.append(str(known["threat_model"]))
+                lines.append(
+                    f"Against one who knows it: **{known['accuracy']:.0%}** "
+                    f"({int(known['n_images'])} images of the adaptive sweep)."
+                )
             if note:
                 lines.append(f"(Nearest precomputed setting: {note}.)")
         if eps_note:
             lines.append(f"({eps_note}.)")
         st.markdown("\n\n".join(lines))
         common.threat_badge(threat.THREAT_TRANSFER)
+        for label in adaptive_labels:
+            common.threat_badge(label)
 
 
 def show(res: Any, caption: str, round_trip_ms: float) -> None:
