@@ -80,6 +80,7 @@ tabs = st.tabs(
         "Trade-off",
         "Confusion matrices",
         "Which images flip",
+        "Attacker knows the defence",
     ]
 )
 
@@ -285,6 +286,24 @@ with tabs[5], common.friendly_errors("The per-image records cannot be shown"):
                     ),
                 },
             )
+
+with tabs[6], common.friendly_errors("This chart cannot be drawn"):
+    if "adaptive" not in query.threats(df):
+        st.info(
+            "No attack crafted through the defences has been run for this model, so every "
+            "number here is for an attacker who does not know the defence: an upper bound. "
+            "The command to run the adaptive sweep:"
+        )
+        if entry.model_dir is not None:
+            st.code(catalog.recap_command(entry, adaptive=True), language="bash")
+    else:
+        eps_req = widgets.eps_slider(df, attack, key="recap_gap_eps")
+        widgets.chart(
+            charts.threat_gap(df, attack=attack, eps=eps_req),
+            key="recap_gap_chart",
+            filename=f"{entry.key}_{attack}_threat_gap",
+        )
+        sanity_notes(sanity.CHART_EPS, attack=attack)
 
 st.divider()
 st.download_button(

@@ -28,6 +28,8 @@ Modules
     a metric against one defence parameter at a fixed budget;
 :mod:`app.charts.tradeoff`
     clean cost against accuracy recovered, per defence setting;
+:mod:`app.charts.gap`
+    each setting's accuracy against both threat models (transfer, adaptive);
 :mod:`app.charts.model`
     confusion matrices, top-k bars, training curves, class counts.
 
@@ -41,6 +43,7 @@ buttons; ``fig.write_image`` needs the optional ``kaleido`` package.
 """
 
 from app.charts.curves import metric_vs_eps, overlay_live, two_panel
+from app.charts.gap import threat_gap
 from app.charts.model import (
     PATIENT_CLASSES,
     class_counts,
@@ -74,6 +77,7 @@ __all__ = [
     "metric_vs_eps",
     "metric_vs_param",
     "overlay_live",
+    "threat_gap",
     "topk_bars",
     "tradeoff",
     "training_curves",

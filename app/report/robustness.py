@@ -146,6 +146,7 @@ REPORT_PARTS: dict[str, str] = {
     "accuracy": "Accuracy against attack strength",
     "two_panel": "Model and patient view (seed 001)",
     "tradeoff": "Defence trade-off",
+    "threats": "What each defence keeps when the attacker knows it",
     "confusion": "Confusion matrices under attack",
     "sanity": "Sanity checks of the results",
     "example": "A live example",
@@ -277,9 +278,24 @@ def robustness_report(
             "clean images).",
             lambda: charts.tradeoff(df, attack=attack, eps=used),
         ),
+        "threats": (
+            "What each defence keeps when the attacker knows it",
+            "Each row is one way of cleaning the images. Filled dot: the attacker does not "
+            "know the defence; open dot: the attacker knows it and attacks through it. The "
+            "grey line between them is protection that only an unaware attacker leaves.",
+            lambda: charts.threat_gap(df, attack=attack, eps=used),
+        ),
     }
+    transfer_only = "adaptive" not in query.threats(df)
     for part, (heading, text, draw) in charted.items():
-        if part in parts:
+        if part == "threats" and transfer_only and part in parts:
+            text = (
+                "No attack crafted through the defences has been run for this model: every "
+                "defended number in this report is for an attacker who does not know the "
+                "defence, and is an upper bound."
+            )
+            sections.append(ReportSection(heading, text))
+        elif part in parts:
             notes = _notes(findings, sanity.CHART_EPS, attack, keys) if part == "accuracy" else []
             sections.append(ReportSection(heading, text, figures=[draw()], notes=notes))
     if "confusion" in parts:

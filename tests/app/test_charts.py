@@ -568,3 +568,37 @@ def test_chart_configs():
     assert charts.chart_config("recap_fgsm")["toImageButtonOptions"]["filename"] == "recap_fgsm"
     with pytest.raises(ParamError, match="Unknown image format 'gif'"):
         charts.chart_config(fmt="gif")
+
+
+# --------------------------------------------------------------------------- transfer vs adaptive
+
+
+def test_threat_gap_pairs_each_setting_under_both_threat_models(table):
+    keys = ["none", "median:kernel=3", "median:kernel=5"]
+    fig = charts.threat_gap(_with_adaptive(table, keys), attack="fgsm", eps=8)
+    markers = [t for t in fig.data if t.mode == "markers" and t.x != (None,)]
+    transfer, adaptive = markers
+    assert transfer.marker.symbol == "circle" and adaptive.marker.symbol == "circle-open"
+    # sorted by adaptive accuracy, best on top (plotly draws the first category lowest)
+    assert list(adaptive.y) == ["Median kernel=3", "Median kernel=5"]
+    # FGSM eps 8: transfer 40 % / 50 %, adaptive 0.04 lower
+    assert list(transfer.x) == pytest.approx([40.0, 50.0])
+    assert list(adaptive.x) == pytest.approx([36.0, 46.0])
+    assert list(transfer.marker.color) == list(adaptive.marker.color)  # the family's colour
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert [v for t in lines for v in t.x] == pytest.approx([40.0, 36.0, 50.0, 46.0])
+    keys_shown = [t for t in fig.data if t.x == (None,)]
+    assert [t.name.replace("<br>", " ") for t in keys_shown] == [
+        TRANSFER_MARKER_LEGEND,
+        ADAPTIVE_MARKER_LEGEND,
+    ]
+    # the undefended model (adaptive: through no defence) as a reference line
+    refs = [s for s in fig.layout.shapes if s.type == "line"]
+    assert refs and refs[0].x0 == pytest.approx(100 * (0.10 - 0.04))
+    assert any("most common answer" in a.text for a in fig.layout.annotations)
+
+
+def test_threat_gap_without_adaptive_rows_says_so(table):
+    fig = charts.threat_gap(table, attack="fgsm", eps=8)
+    assert not fig.data
+    assert "No attack crafted through the defences" in fig.layout.annotations[0].text

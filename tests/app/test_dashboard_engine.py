@@ -187,6 +187,7 @@ def test_robustness_report_has_only_the_chosen_parts(chest, parts):
         "accuracy": "Accuracy against attack strength",
         "two_panel": "Model and patient view",
         "tradeoff": "Defence trade-off",
+        "threats": "What each defence keeps when the attacker knows it",
         "confusion": "Confusion matrices under attack",
         "sanity": "Sanity checks of the results",
         "example": "A live example",
@@ -273,6 +274,20 @@ def test_robustness_report_headline_gives_both_threat_models():
     assert f"{a['accuracy']:.1%}" in head and f"{h['best_accuracy']:.1%}" in head
     assert "against an attacker who does not know the defence" in head
     assert "against one who does" in head
+
+
+def test_robustness_report_draws_what_each_defence_keeps_against_an_adaptive_attacker():
+    results = ROOT / "assets" / "results" / "synthetic__tiny"
+    meta = read_meta(ROOT / "assets" / "models" / "synthetic__tiny")
+    heading = "What each defence keeps when the attacker knows it"
+    for companion, drawn in ((True, True), (False, False)):
+        df, manifest = load_results(results, companion=companion)
+        html_text = robustness_report(
+            df=df, manifest=manifest, meta=meta, title="t", parts=["threats"], attack="pgd"
+        )
+        section = _sections(html_text)[heading]
+        assert ('class="figure"' in section) == drawn
+        assert ("upper bound" in section) == (not drawn)
 
 
 def test_robustness_report_rejects_unknown_parts(chest):
