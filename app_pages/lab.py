@@ -263,18 +263,20 @@ def verdict(res: Any) -> None:
     common.threat_badge(res.threat_model)
 
 
+_UNAWARE = "against an attacker who does not know the defence"
+_AWARE = "Against one who knows it: **{:.0%}** ({} images of the adaptive sweep)."
+
+
 def recap_context(res: Any) -> None:
     """How often this attack and defence work across the test set: the precomputed curve."""
     loaded = common.results(entry)
     if loaded is None:
         return
     df = loaded[0]
-    transfer_only = not any(threat.is_adaptive(str(t)) for t in df["threat_model"].unique())
-    if res.adaptive and transfer_only:
+    if res.adaptive and "adaptive" not in query.threats(df):
         st.info(
             "The result above is for an attacker who knows the defence; the precomputed curve "
-            "below is for an attacker who does not know the defence (transfer), so the defence "
-            "looks stronger there than it is against this attacker."
+            "below is for one who does not (transfer): the defence looks stronger there."
         )
     if res.attack not in query.attacked(df):
         st.caption(f"No precomputed curve for {res.attack_title} on this model.")
@@ -308,18 +310,13 @@ def recap_context(res: Any) -> None:
             lines.append(f"No precomputed curve for this defence: {note}.")
         elif key != query.NO_DEFENCE:
             row = query.find_row(df, res.attack, used, key)
+            name = labels.setting_label(key)
             if row is not None:
-                lines.append(
-                    f"With **{labels.setting_label(key)}**: **{row['accuracy']:.0%}** against "
-                    "an attacker who does not know the defence."
-                )
+                lines.append(f"With **{name}**: **{row['accuracy']:.0%}** {_UNAWARE}.")
             known = query.find_row(df, res.attack, used, key, threat="adaptive")
             if known is not None and threat.is_adaptive(str(known["threat_model"])):
                 adaptive_labels.append(str(known["threat_model"]))
-                lines.append(
-                    f"Against one who knows it: **{known['accuracy']:.0%}** "
-                    f"({int(known['n_images'])} images of the adaptive sweep)."
-                )
+                lines.append(_AWARE.format(known["accuracy"], known["n_images"]))
             if note:
                 lines.append(f"(Nearest precomputed setting: {note}.)")
         if eps_note:
