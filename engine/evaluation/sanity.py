@@ -268,6 +268,15 @@ class _Checker:
         t["threat"] = [parse(label).id for label in t["threat_model"]]
         cells = src["confusion"] if "confusion" in src else [None] * len(src)
         t["matrix"] = pd.Series([_matrix(v) for v in cells], index=t.index, dtype=object)
+        # Through no defence the adaptive attack is the transfer one: an adaptive sweep's
+        # undefended rows (on its subset of images) repeat what the transfer rows say.
+        plain = t[(t["defence_key"] == NO_DEFENCE) & (t["threat"] == TRANSFER.id)]
+        seen = set(zip(plain["attack"], plain["eps"], strict=True))
+        again = (t["defence_key"] == NO_DEFENCE) & (t["threat"] == ADAPTIVE.id)
+        again &= np.array(
+            [(a, e) in seen for a, e in zip(t["attack"], t["eps"], strict=True)], bool
+        )
+        t = t[~again].reset_index(drop=True)
         self.split = f"{src['split'].iloc[0]} " if "split" in src and len(src) else ""
         self.t, self.p, self.classes = t, params, list(classes or [])
         self.setting, self.attack = setting_name, attack_name

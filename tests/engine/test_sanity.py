@@ -230,7 +230,7 @@ def test_a_collapsed_confusion_matrix_is_found(table):
 
 def test_json_cells_as_plain_pandas_reads_them():
     raw = pd.read_csv(CHEST / "results.csv")
-    decoded, _ = load_results(CHEST)
+    decoded, _ = load_results(CHEST, companion=False)  # the same file, JSON decoded
     assert check(raw) == check(decoded)
 
 
@@ -298,3 +298,15 @@ def test_the_shipped_chest_fgsm_rise_is_found():
     assert any(
         c.defence_key == "nlm+bilateral+guided" and not c.attack for c in _by(found, "collapse")
     )
+
+
+def test_an_adaptive_sweeps_undefended_rows_add_no_findings(table):
+    """Through no defence the adaptive attack is the transfer one: its rows repeat nothing."""
+    from engine.threat import adaptive_label
+
+    _set(table, "fgsm", "none", 8.0, accuracy=0.62)  # a rise the monotone check reports
+    before = check(table)
+    none = table[(table["defence_key"] == "none") & (table["eps"] > 0)].copy()
+    none["threat_model"] = adaptive_label("exact")
+    after = check(pd.concat([table, none.assign(n_images=200)], ignore_index=True))
+    assert after == before and any(f.check == "monotone" for f in after)
