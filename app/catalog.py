@@ -24,8 +24,10 @@ from engine.errors import EngineError, ParamError
 __all__ = [
     "ASSETS",
     "PROJECT_ROOT",
+    "Convergence",
     "Entry",
     "ResultsStatus",
+    "convergence",
     "entries",
     "find",
     "model_roots",
@@ -212,6 +214,58 @@ def results_status(entry: Entry) -> ResultsStatus:
         return ResultsStatus("fresh")
     state = "partial" if manifest.get("status") != "complete" else "stale"
     return ResultsStatus(state, reasons)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What ``python -m bench.convergence`` measured on an entry's shipped adaptive sweep.
+
+    Attributes
+    ----------
+    steps, steps_more : int
+        The shipped PGD steps and the steps it was re-run with.
+    largest_change : float
+        The largest change of accuracy, in points (0-100).
+    worst : tuple of (str, float, float)
+        ``(defence key, eps, change in points)`` of the cells that moved by 1 point or more,
+        largest first.
+    """
+
+    steps: int
+    steps_more: int
+    largest_change: float
+    worst: tuple[tuple[str, float, float], ...]
+
+    @property
+    def converged(self) -> bool:
+        """Every cell moved by less than 1 point (Carlini et al. 2019, §4.2)."""
+        return self.largest_change < 1
+
+
+def convergence(entry: Entry) -> Convergence | None:
+    """The convergence check of the entry's adaptive sweep, or ``None`` without one.
+
+    Read from ``bench/results/convergence_<key>.json`` (``python -m bench.convergence``);
+    a missing or unreadable file is ``None``.
+    """
+    import json
+
+    path = PROJECT_ROOT / "bench" / "results" / f"convergence_{entry.key}.json"
+    try:
+        found = json.loads(path.read_text())
+        cells = found["cells"]
+        worst = sorted(
+            ((str(c["defence_key"]), float(c["eps"]), float(c["change_points"])) for c in cells),
+            key=lambda c: -abs(c[2]),
+        )
+        return Convergence(
+            steps=int(cells[0]["steps"]),
+            steps_more=int(cells[0]["steps_more"]),
+            largest_change=float(found["largest_change_points"]),
+            worst=tuple(c for c in worst if abs(c[2]) >= 1),
+        )
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def train_command(dataset_id: str, backbone: str) -> str:

@@ -304,6 +304,23 @@ with tabs[6], common.friendly_errors("This chart cannot be drawn"):
             filename=f"{entry.key}_{attack}_threat_gap",
         )
         sanity_notes(sanity.CHART_EPS, attack=attack)
+        conv = catalog.convergence(entry)
+        if conv is not None and not conv.converged:
+            cells = ", ".join(
+                f"{labels.setting_label(k)} at ε {e:g} ({d:+.1f})" for k, e, d in conv.worst[:4]
+            )
+            st.warning(
+                f"**The adaptive PGD has not fully converged.** Re-run with {conv.steps_more} "
+                f"steps instead of {conv.steps}, accuracy falls by up to "
+                f"{conv.largest_change:.1f} points ({cells}): read these adaptive numbers as "
+                "upper bounds (Carlini et al. 2019, §4.2; `python -m bench.convergence`).",
+                icon="🔎",
+            )
+        elif conv is not None:
+            st.caption(
+                f"Convergence checked: {conv.steps_more} PGD steps instead of {conv.steps} change "
+                f"no accuracy by 1 point or more (largest {conv.largest_change:.1f})."
+            )
 
 st.divider()
 st.download_button(

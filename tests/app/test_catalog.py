@@ -278,3 +278,20 @@ def test_recap_command_for_a_trained_model_without_results(project):
     assert args[args.index("--out") + 1] == "runs/recap/synthetic__tiny"
     # the bundle lies outside the project: its absolute path is used
     assert args[args.index("--model") + 1] == str(project["runs_models"] / "synthetic__tiny")
+
+
+def test_convergence_of_the_shipped_synthetic_adaptive_sweep():
+    conv = catalog.convergence(catalog.find("synthetic", "tiny"))
+    assert conv is not None and (conv.steps, conv.steps_more) == (10, 20)
+    assert not conv.converged and conv.largest_change == 7.0
+    assert conv.worst[0] == ("bit_depth:bits=5", 2.0, -7.0)
+    assert all(abs(d) >= 1 for _, _, d in conv.worst)
+
+
+def test_convergence_unmeasured_or_unreadable_is_none(tmp_path, monkeypatch):
+    entry = catalog.find("synthetic", "tiny")
+    monkeypatch.setattr(catalog, "PROJECT_ROOT", tmp_path)
+    assert catalog.convergence(entry) is None
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "convergence_synthetic__tiny.json").write_text("{oops")
+    assert catalog.convergence(entry) is None

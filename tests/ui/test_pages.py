@@ -724,3 +724,18 @@ def test_lab_switch_crafts_the_attack_through_the_defence():
     assert not at.exception
     assert any(t.startswith(transfer) for t in texts(at.caption))
     assert not any("does not know" in t for t in texts(at.info))
+
+
+def test_recap_shows_both_threat_models_and_says_the_adaptive_pgd_has_not_converged():
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
+    at.query_params["dataset"] = "synthetic"
+    at.query_params["backbone"] = "tiny"
+    at.run()
+    at.switch_page("app_pages/recap.py").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 6  # the transfer-vs-adaptive chart too
+    (warning,) = [w.value for w in at.warning if "has not fully converged" in w.value]
+    assert "20 steps instead of 10" in warning and "up to 7.0 points" in warning
+    assert "Download the adaptive sweep's table (CSV)" in [
+        b.label for b in at.get("download_button")
+    ]
