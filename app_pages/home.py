@@ -92,9 +92,17 @@ else:
                     delta_color="normal" if holds else "off",
                     help="The attack is crafted through the defence (BPDA / EOT).",
                 )
+                conv = catalog.convergence(entry) if attack == "pgd" else None
                 c4.caption(
                     f"{a['n_images']} images of the adaptive sweep. Threat model: "
                     f"{a['threat_model']}."
+                    + (
+                        f" PGD-{conv.steps} has not fully converged (up to "
+                        f"{conv.largest_change:.1f} points lower with {conv.steps_more} "
+                        "steps): an upper bound."
+                        if conv is not None and not conv.converged
+                        else ""
+                    )
                 )
             else:
                 c4.metric("Attacker knows the defence", "not run")

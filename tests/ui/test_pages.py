@@ -138,6 +138,7 @@ def test_home_gives_the_adaptive_number_beside_the_transfer_one():
     assert "against one who does" in said and "200 images of the adaptive sweep" in said
     badges = " ".join(texts(at.caption))
     assert "adaptive: crafted through the defence" in badges
+    assert "PGD-10 has not fully converged (up to 7.0 points lower with 20 steps)" in badges
 
 
 def test_recap_draws_its_charts():
