@@ -120,11 +120,7 @@ def test_home_shows_the_headline_cards():
 
 def test_home_gives_the_adaptive_number_beside_the_transfer_one():
     """The synthetic model ships an adaptive sweep: the same setting under both threat models."""
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
-    at.query_params["dataset"] = "synthetic"
-    at.query_params["backbone"] = "tiny"
-    at.run()
-    assert not at.exception
+    at = open_synthetic()
     at.selectbox(key="home_attack").set_value("pgd").run()
     assert not at.exception
     labels = [m.label for m in at.metric]
@@ -609,17 +605,24 @@ def test_lab_shows_the_recap_curve_next_to_the_live_result(chest_data):
     assert any("not in the precomputed grid" in t for t in texts(at.markdown))
 
 
-def open_synthetic_lab() -> AppTest:
-    """The live lab on the shipped synthetic model (``?dataset=synthetic&backbone=tiny``)."""
+def open_synthetic(page: str | None = None) -> AppTest:
+    """The dashboard on the shipped synthetic model (``?dataset=synthetic&backbone=tiny``),
+    switched to ``page`` (a file under app_pages/)."""
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
     at.query_params["dataset"] = "synthetic"
     at.query_params["backbone"] = "tiny"
     at.run()
     assert not at.exception
-    at.switch_page("app_pages/lab.py").run()
-    assert not at.exception
+    if page is not None:
+        at.switch_page(page).run()
+        assert not at.exception
     assert at.selectbox(key="sel_backbone").value == "tiny"
     return at
+
+
+def open_synthetic_lab() -> AppTest:
+    """The live lab on the shipped synthetic model."""
+    return open_synthetic("app_pages/lab.py")
 
 
 def _lab_panel_is_whole(at: AppTest) -> None:
@@ -728,12 +731,7 @@ def test_lab_switch_crafts_the_attack_through_the_defence():
 
 
 def test_recap_shows_both_threat_models_and_says_the_adaptive_pgd_has_not_converged():
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=180)
-    at.query_params["dataset"] = "synthetic"
-    at.query_params["backbone"] = "tiny"
-    at.run()
-    at.switch_page("app_pages/recap.py").run()
-    assert not at.exception
+    at = open_synthetic("app_pages/recap.py")
     assert len(at.get("plotly_chart")) >= 6  # the transfer-vs-adaptive chart too
     (warning,) = [w.value for w in at.warning if "has not fully converged" in w.value]
     assert "20 steps instead of 10" in warning and "up to 7.0 points" in warning
