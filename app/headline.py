@@ -128,28 +128,25 @@ def _first(table: pd.DataFrame, key: str | None, column: str) -> float:
     return math.nan if key is None or match.empty else float(match.iloc[0])
 
 
-def _confusion(df: pd.DataFrame, attack: str, eps: float, key: str, threat: str) -> object:
-    row = query.find_row(df, attack, eps, key, threat=threat)
-    return None if row is None or "confusion" not in row else row["confusion"]
-
-
 def _adaptive_headline(
     df: pd.DataFrame, attack: str, used: float, transfer: pd.DataFrame, transfer_best: str | None
 ) -> AdaptiveHeadline | None:
     """The adaptive numbers at ``used``, or ``None`` when the table has no adaptive rows there."""
-    if ADAPTIVE.id not in query.threats(df):
+    if used == 0 or ADAPTIVE.id not in query.threats(df):
         return None
+    # At ε > 0 its rows are exactly the settings with an adaptive row ("none" is left out).
     table = tradeoff_table(df, attack=attack, eps=used, threat=ADAPTIVE.id)
-    table = table.loc[table["threat_model"].map(lambda t: is_adaptive(str(t))).astype(bool)]
+    rows = query.for_threat(df, ADAPTIVE.id)
+    rows = rows[(rows["attack"] == attack) & (rows["eps"] == used)]
+    confusion = dict(zip(rows["defence_key"], rows["confusion"], strict=True))
     # A setting that makes the model answer one class for nearly every image, or that
     # scores no better than always giving the most common answer, has no skill left: it
     # is the best only when every setting is like that.
-    rate = sanity.no_skill_rate(_confusion(df, attack, 0.0, NO_DEFENCE, TRANSFER.id))
+    clean = query.find_row(df, attack, 0.0, NO_DEFENCE)
+    rate = sanity.no_skill_rate(None if clean is None else clean.get("confusion"))
     flat, chance = [], []
     for _, r in table.iterrows():
-        flat.append(
-            sanity.collapsed(_confusion(df, attack, used, str(r["defence_key"]), ADAPTIVE.id))
-        )
+        flat.append(sanity.collapsed(confusion.get(r["defence_key"])))
         acc_r, n_r = float(r["attacked_accuracy"]), float(r["n_images"])
         chance.append(
             rate is not None and acc_r - rate <= sanity.gain_margin(acc_r, n_r, rate, math.inf)
@@ -364,7 +361,8 @@ def tradeoff_table(
         Threat-model id of the attacked rows (:func:`engine.evaluation.query.for_threat`);
         the clean rows are the same for every threat model. For ``"adaptive"`` the
         undefended attacked accuracy is the adaptive sweep's own "none" row where it
-        has one (the same images as its adaptive rows).
+        has one (the same images as its adaptive rows), and at ``eps > 0`` the rows
+        are exactly the settings that have an adaptive row.
 
     Returns
     -------
@@ -385,7 +383,7 @@ def tradeoff_table(
         Unknown attack, no undefended row, ``eps`` outside [0, 255], unknown threat.
     """
     used, note = _undefended_eps(df, attack, eps, threat)
-    df = query.for_threat(df, threat)
+    df = query.for_threat(df, threat)  # this threat model's rows: found without re-selecting
     base_clean = _acc(query.find_row(df, attack, 0.0, NO_DEFENCE, threat=threat))
     base_attacked = _acc(query.find_row(df, attack, used, NO_DEFENCE, threat=threat))
     clean_rows = df[(df["attack"] == attack) & (df["eps"] == 0)]

@@ -167,8 +167,6 @@ with tabs[3], common.friendly_errors("This chart cannot be drawn"):
     with st.expander("The numbers behind the chart"):
         for threat_id in query.threats(df):
             numbers = views.tradeoff_table(df, attack=attack, eps=eps_used, threat=threat_id)
-            if threat_id != "transfer":
-                numbers = numbers.loc[numbers["threat_model"].map(lambda t: is_adaptive(str(t)))]
             st.caption(f"Threat model: {threat_id}")
             st.dataframe(numbers, hide_index=True)
 

@@ -38,9 +38,9 @@ def _adaptive_table(df: pd.DataFrame, attack: str, used: float) -> pd.DataFrame:
     if ADAPTIVE.id not in query.threats(df):
         return pd.DataFrame()
     table = views.tradeoff_table(df, attack=attack, eps=used, threat=ADAPTIVE.id)
-    if table.attrs.get("eps") != used or table.empty:
+    if table.attrs.get("eps") != used or used == 0 or table.empty:
         return pd.DataFrame()
-    return table[table["threat_model"].map(is_adaptive).astype(bool)]
+    return table  # at ε > 0: exactly the settings with an adaptive row
 
 
 def _hover(
