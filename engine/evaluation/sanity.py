@@ -307,7 +307,8 @@ class _Checker:
             index = ([] if first is None else [first]) + list(rows.sort_values("eps").index)
             yield (str(attack), str(key), str(label)), self.t.loc[index].drop_duplicates("eps")
 
-    def no_skill(self, m: object) -> tuple[float, int, int] | None:
+    @staticmethod
+    def no_skill(m: object) -> tuple[float, int, int] | None:
         """``(majority-class rate, its class, number of classes)`` of a confusion matrix."""
         if not isinstance(m, np.ndarray):
             return None
@@ -440,9 +441,9 @@ class _Checker:
             base = self.no_skill(m)
             if base is None:
                 continue
-            said = m.sum(axis=0) / m.sum()
-            if said.argmax() == base[1] and said[base[1]] >= self.p.collapse_share:
-                hits[i] = (float(said[base[1]]), base[0], base[1])
+            share = _said_majority(m)
+            if share >= self.p.collapse_share:
+                hits[i] = (share, base[0], base[1])
         if not hits:
             return
         t = self.t.iloc[list(hits)]
@@ -479,27 +480,30 @@ def gain_margin(
     return _Checker.margin_of(params or SanityParams(), p, n, q, m)
 
 
+def _said_majority(m: np.ndarray) -> float:
+    """Share of a confusion matrix's predictions on its majority true class when that is
+    the class predicted most (0 otherwise)."""
+    said = m.sum(axis=0) / m.sum()
+    majority = int(m.sum(axis=1).argmax())
+    return float(said[majority]) if int(said.argmax()) == majority else 0.0
+
+
 def collapsed(confusion: object, params: SanityParams | None = None) -> bool:
     """Whether a confusion matrix puts ``params.collapse_share`` of its predictions on the
-    majority true class: an accuracy near the majority-class rate earned without skill.
+    majority true class: an accuracy near the majority-class rate earned without skill
+    (the ``collapse`` check's test, for one matrix).
 
     ``confusion`` is a decoded or JSON ``confusion`` cell; ``False`` when absent.
     """
     m = _matrix(confusion)
-    if m is None:
-        return False
-    share = m.sum(axis=0) / m.sum()
-    majority = int(m.sum(axis=1).argmax())
-    return bool(
-        share.argmax() == majority and share[majority] >= (params or SanityParams()).collapse_share
-    )
+    return m is not None and _said_majority(m) >= (params or SanityParams()).collapse_share
 
 
 def no_skill_rate(confusion: object) -> float | None:
     """The majority-class rate of a confusion matrix's true classes: the accuracy of a
     model that gives every image the most common answer (``None`` when absent)."""
-    m = _matrix(confusion)
-    return None if m is None else float(m.sum(axis=1).max() / m.sum())
+    found = _Checker.no_skill(_matrix(confusion))
+    return None if found is None else found[0]
 
 
 def check(
