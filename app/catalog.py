@@ -311,7 +311,9 @@ def recap_command(
         except ValueError:
             out = str(entry.results_dir)
     if adaptive:
-        spec, out = "assets/specs/adaptive.toml", os.path.join(out, "adaptive")
+        from engine.evaluation.results import ADAPTIVE_DIR  # TF-free
+
+        spec, out = "assets/specs/adaptive.toml", os.path.join(out, ADAPTIVE_DIR)
     return shlex.join(
         ["python", "-m", "engine.evaluation", "--spec", spec, "--model", str(model), "--out", out]
     )

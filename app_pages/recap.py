@@ -9,6 +9,7 @@ import streamlit as st
 from app import catalog, charts, labels, views
 from engine import threat
 from engine.evaluation import query, sanity
+from engine.evaluation.results import ADAPTIVE_DIR
 from engine.images import thumbnail
 from engine.threat import is_adaptive
 from ui import common, widgets
@@ -328,7 +329,7 @@ st.download_button(
     mime="text/csv",
     key="recap_dl_all",
 )
-adaptive_csv = entry.results_dir / "adaptive" / "results.csv"
+adaptive_csv = entry.results_dir / ADAPTIVE_DIR / "results.csv"
 if adaptive_csv.is_file():
     st.download_button(
         "Download the adaptive sweep's table (CSV)",

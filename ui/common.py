@@ -164,9 +164,10 @@ def results(entry: catalog.Entry) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     if entry.results_dir is None:
         return None
     try:
-        stamp = _stamp(entry.results_dir / "results.csv") + _stamp(
-            entry.results_dir / "adaptive" / "results.csv"
-        )
+        from engine.evaluation.results import ADAPTIVE_DIR
+
+        stamp = _stamp(entry.results_dir / "results.csv")
+        stamp += _stamp(entry.results_dir / ADAPTIVE_DIR / "results.csv")  # its companion
         return _load_results(str(entry.results_dir), stamp)
     except EngineError as exc:
         st.error(f"The precomputed results for {entry.title} cannot be read: {exc}")
