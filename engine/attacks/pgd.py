@@ -12,7 +12,29 @@ Distance: L-infinity. Each step is one FGSM step (:func:`fgsm_step`) of size
 image and onto [0, 255]::
 
     x_0     = clip(x + U(-eps, eps), 0, 255)        # if random_start
-    x_{t+1} = Proj_{B(x, eps) ∩ [0,255]}(x_t ± step_size * sign(grad))
+    x_{t+1} = Proj_{B(x, eps) ∩ [0,255]}(x_t ± a_t * sign(grad))
+
+The step ``a_t`` is ``step_size`` throughout, or with ``step_decay = k`` it
+halves k times: the steps fall into k + 1 equal phases and phase j steps
+``step_size / 2**j``. Long steps cross the ball early, short ones refine at
+the end (the step-size schedule of Mosbach et al. 2018, "Logit Pairing
+Methods Can Fool Gradient-Based Attacks"; APGD, Croce & Hein 2020, halves its
+step adaptively). Through a quantising defence (JPEG, bit depth) a constant
+step converges slowly: a long one overshoots, a short one needs many steps.
+
+With ``early_stop`` (what an adaptive sweep uses) each image stops at its
+first iterate ``x_t`` that the gradient source misclassifies (through a
+defence: at the defended input; targeted: classifies as the target) and
+that iterate is returned; an image no iterate fools returns its
+highest-loss iterate, as restarts judge them
+(:func:`engine.attacks.adaptive.worse`). So the result is the worst of
+``x_0 ... x_T`` for the defender, not the last iterate (a sign-step iterate
+can leave the wrong class again), it can only get stronger with more steps
+along one trajectory (what a convergence check, Carlini et al. 2019
+section 4.2, needs), and the steps are spent on the images still classified
+correctly (AutoAttack, Croce & Hein 2020, attacks only those). The images
+are minimally adversarial for the source: a transfer attack should not stop
+early.
 """
 
 from __future__ import annotations
@@ -38,7 +60,7 @@ if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
 
     from engine.attacks.source import GradientSource
 
-__all__ = ["PGDParams", "attack"]
+__all__ = ["PGDParams", "attack", "step_at"]
 
 
 @declared
@@ -64,6 +86,11 @@ class PGDParams:
         Seed of the random start (``np.random.default_rng(seed)``).
     target : int or None, default=None
         Target class for a targeted attack; ``None`` for untargeted.
+    step_decay : int, default=0
+        Halvings of the step size over the run, in [0, 8] (0: constant).
+    early_stop : bool, default=False
+        Stop each image at its first misclassified iterate and return it
+        (the rest: their highest-loss iterate) instead of the last iterate.
     """
 
     eps: float = eps_param()
@@ -72,6 +99,8 @@ class PGDParams:
     random_start: bool = param(True, help="Start from a random point of the eps-ball")
     seed: int = seed_param("Seed of the random start")
     target: int | None = optional_target()
+    step_decay: int = param(0, 0, 8, 1, "Halvings of the step size over the steps", widget="number")
+    early_stop: bool = param(False, help="Stop each image at its first misclassified iterate")
 
     def __post_init__(self) -> None:
         validate(self, "PGD")
@@ -120,7 +149,43 @@ def attack(
         rng = np.random.default_rng(params.seed)
         noise = rng.uniform(-params.eps, params.eps, size=clean.shape).astype(np.float32)
         adv = project_linf(clean + noise, clean, params.eps)
-    for _ in range(params.steps):
-        adv = fgsm_step(comp, adv, y, params.step_size, targeted=targeted)
+    if params.early_stop:
+        return like_input(_early_stop(comp, adv, clean, y, params), images)
+    for t in range(params.steps):
+        adv = fgsm_step(comp, adv, y, step_at(params, t), targeted=targeted)
         adv = project_linf(adv, clean, params.eps)
     return like_input(adv, images)
+
+
+def step_at(params: PGDParams, t: int) -> float:
+    """The size of step ``t`` (0-based): ``step_size``, halved once per phase of ``step_decay``."""
+    if not params.step_decay:
+        return params.step_size
+    phase = min(params.step_decay, t * (params.step_decay + 1) // params.steps)
+    return params.step_size / 2**phase
+
+
+def _early_stop(
+    comp: GradientSource, adv: np.ndarray, clean: np.ndarray, y: np.ndarray, params: PGDParams
+) -> np.ndarray:
+    """The PGD loop of :func:`attack` with early stopping: each image's worst iterate."""
+    targeted = params.target is not None
+    sign = np.float32(-1.0 if targeted else 1.0)
+    best = adv.copy()
+    score = np.full(len(adv), -np.inf, np.float32)
+    active = np.arange(len(adv))  # images no iterate has fooled yet
+    for t in range(params.steps + 1):
+        x = adv[active]
+        logits, loss, grad = comp.value_and_grad(x, y[active])
+        pred = np.asarray(logits).argmax(axis=1)
+        fooled = pred == y[active] if targeted else pred != y[active]
+        lo = np.asarray(loss, np.float32) * sign
+        better = fooled | (lo > score[active])
+        best[active[better]], score[active[better]] = x[better], lo[better]
+        active, x, grad = active[~fooled], x[~fooled], np.asarray(grad)[~fooled]
+        if t == params.steps or not len(active):
+            break
+        step = sign * np.float32(step_at(params, t))
+        x = np.clip(x + step * np.sign(grad).astype(np.float32), 0.0, 255.0)
+        adv[active] = project_linf(x, clean[active], params.eps)
+    return best

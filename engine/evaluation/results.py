@@ -153,15 +153,30 @@ def load_results(
 def _companion_rows(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of an adaptive companion sweep that the main table lacks.
 
-    Its adaptive rows; its attacked "none" rows, labelled adaptive with an exact
-    backward pass (through no defence the adaptive attack *is* the transfer
-    attack, bit for bit), so that an adaptive accuracy is compared with the
-    undefended one on the same images; and every row (clean and transfer too) of
-    a defence setting the main sweep does not have.
+    Its adaptive rows; its attacked "none" rows where it has no adaptive one,
+    labelled adaptive with an exact backward pass (through no defence the
+    adaptive attack *is* the transfer attack, bit for bit, unless it restarts or
+    stops early, and then the sweep attacks "none" adaptively), so that an
+    adaptive accuracy is compared with the undefended one on the same images;
+    and every row (clean and transfer too) of a defence setting the main sweep
+    does not have.
     """
     adaptive = rows["threat_model"].map(lambda t: is_adaptive(str(t)))
     none = (rows["defence_key"] == NO_DEFENCE) & (rows["eps"] > 0) & ~adaptive
     none &= rows["threat_model"] == THREAT_TRANSFER
+    # A sweep whose adaptive attack differs from its transfer one (restarts, early
+    # stopping) attacks "none" adaptively too: its own rows answer those cells.
+    attacked = set(
+        zip(
+            *(
+                rows.loc[adaptive & (rows["defence_key"] == NO_DEFENCE), c]
+                for c in ("attack", "eps")
+            ),
+            strict=True,
+        )
+    )
+    cells = zip(rows["attack"], rows["eps"], strict=True)
+    none &= np.array([c not in attacked for c in cells], dtype=bool)
     own = ~rows["defence_key"].isin(set(table["defence_key"]))
     out = rows.copy()
     out.loc[none, "threat_model"] = adaptive_label("exact")
@@ -389,7 +404,8 @@ def reproduce_cell(
             f"first {len(indices)} images; check it without --limit (limit=None)."
         )
     prep = sweep.prepare(spec, bundle_path, data_root=data_root, selected=(index, indices))
-    adv, _ = sweep.attack_images(prep, attack_setting, eps, through=through)
+    crafted = attack_setting if through is None else through[0].attack
+    adv, _ = sweep.attack_images(prep, crafted, eps, through=through)
     result = sweep.evaluate_cell(prep, adv, setting)
     pert = sweep.perturbation(prep.x, adv)
 

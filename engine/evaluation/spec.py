@@ -75,7 +75,7 @@ import itertools
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +173,8 @@ class AttackSetting:
         if self.step_rule is not None:
             factor, low = self.step_rule
             steps = values.get("steps", defaults(info.params_cls)["steps"])
-            values["step_size"] = max(low, factor * eps / steps)
+            if isinstance(steps, int) and steps > 0:  # else the attack's check names it
+                values["step_size"] = max(low, factor * eps / steps)
         return as_dict(build(info.params_cls, values, owner=info.title))
 
 
@@ -348,7 +349,14 @@ def parse_spec(text: str, *, source: str | os.PathLike = "<spec>") -> SweepSpec:
         raise ParamError(f"{where}: 'split' must be one of {', '.join(SPLITS)}; got {split!r}.")
     attacks = _attacks(data.get("attacks"), numbers["seed"], where)
     defences = _defences(data.get("defences", []), data.get("chains", []), where)
-    adaptive = parse_adaptive(data.get("adaptive"), attacks, defences, numbers["seed"], where)
+    adaptive = parse_adaptive(
+        data.get("adaptive"),
+        attacks,
+        defences,
+        numbers["seed"],
+        where,
+        _overridden(data["attacks"], numbers["seed"]),
+    )
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ParamError(f"{where}: 'description' must be a string.")
@@ -376,40 +384,67 @@ def _attacks(entries: Any, seed: int, where: str) -> tuple[AttackSetting, ...]:
         raise ParamError(f"{where}: needs at least one [[attacks]] entry.")
     out: list[AttackSetting] = []
     for i, entry in enumerate(entries):
-        owner = f"{where}: attacks[{i}]"
-        if not isinstance(entry, dict):
-            raise ParamError(f"{owner} must be a table; got {entry!r}.")
-        attack_id = entry.get("id")
-        if not isinstance(attack_id, str) or attack_id not in ATTACKS:
-            raise ParamError(f"{owner}: unknown attack {attack_id!r}; known: {', '.join(ATTACKS)}.")
-        info = ATTACKS[attack_id]
-        owner = f"{owner} ({attack_id})"
-        if any(a.id == attack_id for a in out):
-            raise ParamError(f"{owner}: attack listed twice; give all its budgets in one entry.")
-        eps = _eps_list(entry.get("eps"), declaration(info.params_cls, "eps"), owner)
-        params = {k: v for k, v in entry.items() if k not in ("id", "eps", "step_size")}
-        rule = None
-        step = entry.get("step_size")
-        fields = {p.name for p in params_of(info.params_cls)}
-        if isinstance(step, dict):
-            if not {"step_size", "steps"} <= fields:
-                raise ParamError(f"{owner}: a step_size rule needs an attack with steps.")
-            _no_unknown(step, _RULE_KEYS, f"{owner} step_size")
-            factor = _num(step.get("factor"), "step_size.factor", owner, low=0.0, open_low=True)
-            low = _num(step.get("min", 0.0), "step_size.min", owner, low=0.0)
-            rule = (factor, low)
-        elif step is not None:
-            params["step_size"] = step
-        if "seed" in fields and "seed" not in params:
-            params["seed"] = seed
-        setting = AttackSetting(attack_id, eps, params, rule)
-        for e in eps:
-            try:
-                setting.params_at(e)
-            except ParamError as exc:
-                raise ParamError(f"{owner}, eps={format_value(e)}: {exc}") from None
+        setting = _attack(entry, seed, f"{where}: attacks[{i}]")
+        if any(a.id == setting.id for a in out):
+            raise ParamError(
+                f"{where}: attacks[{i}] ({setting.id}): attack listed twice; "
+                "give all its budgets in one entry."
+            )
         out.append(setting)
     return tuple(out)
+
+
+def _attack(entry: Any, seed: int, owner: str) -> AttackSetting:
+    """One ``[[attacks]]`` table as an :class:`AttackSetting`, checked at every budget."""
+    if not isinstance(entry, dict):
+        raise ParamError(f"{owner} must be a table; got {entry!r}.")
+    attack_id = entry.get("id")
+    if not isinstance(attack_id, str) or attack_id not in ATTACKS:
+        raise ParamError(f"{owner}: unknown attack {attack_id!r}; known: {', '.join(ATTACKS)}.")
+    info = ATTACKS[attack_id]
+    owner = f"{owner} ({attack_id})"
+    eps = _eps_list(entry.get("eps"), declaration(info.params_cls, "eps"), owner)
+    params = {k: v for k, v in entry.items() if k not in ("id", "eps", "step_size")}
+    rule = None
+    step = entry.get("step_size")
+    fields = {p.name for p in params_of(info.params_cls)}
+    if isinstance(step, dict):
+        if not {"step_size", "steps"} <= fields:
+            raise ParamError(f"{owner}: a step_size rule needs an attack with steps.")
+        _no_unknown(step, _RULE_KEYS, f"{owner} step_size")
+        factor = _num(step.get("factor"), "step_size.factor", owner, low=0.0, open_low=True)
+        low = _num(step.get("min", 0.0), "step_size.min", owner, low=0.0)
+        rule = (factor, low)
+    elif step is not None:
+        params["step_size"] = step
+    if "seed" in fields and "seed" not in params:
+        params["seed"] = seed
+    setting = AttackSetting(attack_id, eps, params, rule)
+    for e in eps:
+        try:
+            setting.params_at(e)
+        except ParamError as exc:
+            raise ParamError(f"{owner}, eps={format_value(e)}: {exc}") from None
+    return setting
+
+
+def _overridden(entries: Any, seed: int) -> Callable[[str, Any, str], AttackSetting]:
+    """How ``[[adaptive]]``'s ``params`` make an attack of its own: the ``[[attacks]]``
+    table of ``attack_id`` with ``overrides`` on top, parsed as one (step rule included)."""
+    raw = {e.get("id"): e for e in entries if isinstance(e, dict)}
+
+    def make(attack_id: str, overrides: Any, owner: str) -> AttackSetting:
+        if not isinstance(overrides, dict) or not overrides:
+            raise ParamError(f"{owner}: 'params' must be a non-empty table; got {overrides!r}.")
+        fixed = sorted(set(overrides) & {"id", "eps"})
+        if fixed:
+            raise ParamError(
+                f"{owner}: 'params' cannot set {', '.join(fixed)}: the adaptive cells keep "
+                "the attack's id, and their budgets are the entry's 'eps'."
+            )
+        return _attack({**raw[attack_id], **overrides}, seed, f"{owner} params")
+
+    return make
 
 
 def _eps_list(value: Any, declared_eps: Param, owner: str) -> tuple[float, ...]:

@@ -16,13 +16,22 @@ its own and nothing is shared across defences. A spec asks for them with
     eot_samples = 8             # engine.attacks.adaptive.AdaptiveParams, declared there
     restarts = 1
     eot_seed = 0                # optional: the spec's seed unless set
+    params = { steps = 40, early_stop = true }  # optional: the attack's parameters for
+                                # these cells, over its [[attacks]] table (step rule kept)
 
 The transfer cells of the same attack, budgets and settings are the entry's
 comparison: they are in the sweep already (every ``[[attacks]]`` budget runs
 through every setting). Through no defence the adaptive attack *is* the
 transfer attack (the same random start, no defence to see), so the ``none``
-setting is not attacked again unless ``restarts > 1``; :func:`for_threat`
-reads its transfer rows as its adaptive ones.
+setting is not attacked again unless ``restarts > 1`` or ``params`` makes the
+adaptive attack another one; :func:`for_threat` reads its transfer rows as
+its adaptive ones.
+
+``params`` gives the adaptive cells an attack of their own: more steps, or
+PGD's ``early_stop`` (each image's first misclassified iterate, the steps
+spent on the images still correct), which suits an attack through a defence
+and not a transfer attack (an image that only just fools the undefended
+model transfers badly).
 
 Each adaptive cell's attacker draws come from a seed derived from the cell
 (:func:`cell_seed`: the entry's ``eot_seed``, the attack, the budget, the
@@ -45,8 +54,8 @@ keeps the rows of one threat model plus the clean rows, one row per
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,7 +83,13 @@ __all__ = [
     "threats",
 ]
 
-_ENTRY_KEYS = ("attack", "eps", "defences", *(p.name for p in params_of(AdaptiveParams)))
+_ENTRY_KEYS = (
+    "attack",
+    "eps",
+    "defences",
+    "params",
+    *(p.name for p in params_of(AdaptiveParams)),
+)
 
 
 def cell_seed(base: int, attack_id: str, eps: float, defence_key: str) -> int:
@@ -95,20 +110,25 @@ class AdaptiveSetting:
     Attributes
     ----------
     attack : AttackSetting
-        The ``[[attacks]]`` entry whose parameters (at each budget) are used.
+        The attack of the cells: the ``[[attacks]]`` entry, with the entry's
+        ``params`` on top when it has them.
     eps : tuple of float
         Budgets, ascending, each one of the attack's and > 0.
     defences : tuple of str
         Keys of the settings attacked through, in spec order (``"none"`` only
-        with ``restarts > 1``: otherwise its transfer cell is the answer).
+        with ``restarts > 1`` or ``params``: otherwise its transfer cell is
+        the answer).
     options : AdaptiveParams
         EOT samples, restarts and the entry's attacker seed.
+    overrides : dict
+        The entry's ``params`` as given (empty: the ``[[attacks]]`` entry's).
     """
 
     attack: AttackSetting
     eps: tuple[float, ...]
     defences: tuple[str, ...]
     options: AdaptiveParams
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -141,6 +161,7 @@ class AdaptiveSetting:
             "eps": list(self.eps),
             "defences": list(self.defences),
             **as_dict(self.options),
+            **({"params": dict(self.overrides)} if self.overrides else {}),
         }
 
 
@@ -150,8 +171,13 @@ def parse_adaptive(
     defences: Sequence[DefenceSetting],
     seed: int,
     where: str,
+    overridden: Callable[[str, Any, str], AttackSetting] | None = None,
 ) -> tuple[AdaptiveSetting, ...]:
     """The ``[[adaptive]]`` entries of a spec, checked against its attacks and settings.
+
+    ``overridden(attack_id, params, owner)`` makes the attack of an entry with
+    ``params`` (the spec's parser: the ``[[attacks]]`` table with them on top);
+    without it an entry with ``params`` is refused.
 
     Raises
     ------
@@ -159,8 +185,8 @@ def parse_adaptive(
         Naming ``where`` and the entry: not a list of tables, an unknown key,
         an attack the spec does not list (or listed twice), a budget that
         attack does not run, a defence key the spec lacks, an adaptive
-        parameter out of its declared range, or restarts for an attack
-        without a random start.
+        parameter out of its declared range, ``params`` the attack does not
+        take, or restarts for an attack without a random start.
     """
     if entries is None:
         return ()
@@ -190,15 +216,23 @@ def parse_adaptive(
         attacked = [e for e in attack.eps if e > 0]
         eps = _subset(entry.get("eps", attacked), attacked, "eps", owner, float)
         chosen = _subset(entry.get("defences", keys), keys, "defences", owner, str)
-        values = {k: v for k, v in entry.items() if k not in ("attack", "eps", "defences")}
+        skip = ("attack", "eps", "defences", "params")
+        values = {k: v for k, v in entry.items() if k not in skip}
         values.setdefault("eot_seed", seed)
         options = build(AdaptiveParams, values, owner=owner)
+        overrides = entry.get("params", {})
+        if "params" in entry:
+            if overridden is None:
+                raise ParamError(f"{owner}: 'params' needs the spec's attack parser.")
+            attack = overridden(attack.id, overrides, owner)
         info = ATTACKS[attack.id]
         for e in eps:
             check_restarts(build(info.params_cls, attack.params_at(e)), options.restarts, owner)
-        if options.restarts == 1:
+        if options.restarts == 1 and not overrides:
             chosen = tuple(k for k in chosen if k != NO_DEFENCE)
-        out.append(AdaptiveSetting(attack, tuple(float(e) for e in eps), chosen, options))
+        out.append(
+            AdaptiveSetting(attack, tuple(float(e) for e in eps), chosen, options, dict(overrides))
+        )
     return tuple(out)
 
 

@@ -284,6 +284,70 @@ def test_restarts_keep_the_worst_case_and_are_seeded(bands, band_data):
     assert restart_seed(7, 0) == 7 and restart_seed(7, 1) != restart_seed(7, 2)
 
 
+class Counting(GradientSource):
+    """A gradient source that counts the images it is asked about."""
+
+    def __init__(self, comp: GradientSource) -> None:
+        self.comp, self.images = comp, 0
+        self.input_shape, self.num_classes = comp.input_shape, comp.num_classes
+
+    def logits(self, x):
+        return self.comp.logits(x)
+
+    def value_and_grad(self, x, labels):
+        self.images += len(x)
+        return self.comp.value_and_grad(x, labels)
+
+
+def test_early_stop_keeps_each_images_worst_iterate_and_stops_it(bands, band_data):
+    x, y = band_data
+    p = {"eps": 8.0, "steps": 6, "step_size": 2.5}
+    last = run_attack("pgd", bands, x, y, p)
+    early = run_attack("pgd", bands, x, y, {**p, "early_stop": True})
+    assert np.abs(early.astype(int) - x.astype(int)).max() <= 8
+    wrong_last = predict(bands, last).argmax(1) != y
+    wrong_early = predict(bands, early).argmax(1) != y
+    assert wrong_early.sum() >= wrong_last.sum() > 0
+    # more steps along the same trajectory (same step size) never give an image back
+    longer = run_attack("pgd", bands, x, y, {**p, "steps": 12, "early_stop": True})
+    assert np.all((predict(bands, longer).argmax(1) != y) | ~wrong_early)
+    # the steps go to the images still classified correctly
+    src = Counting(compiled(bands))
+    pgd.attack(src, x, y, pgd.PGDParams(**p, early_stop=True))
+    assert src.images < (p["steps"] + 1) * len(x)
+    full = Counting(compiled(bands))
+    pgd.attack(full, x, y, pgd.PGDParams(**p))
+    assert full.images == p["steps"] * len(x)
+    # through the identity it is the plain early-stopping attack, bit for bit
+    np.testing.assert_array_equal(
+        run_attack("pgd", bands, x, y, {**p, "early_stop": True}, defence=Identity()), early
+    )
+
+
+def test_step_decay_halves_the_step_once_per_phase(bands, band_data):
+    p = pgd.PGDParams(eps=8.0, steps=8, step_size=4.0, step_decay=3)
+    assert [pgd.step_at(p, t) for t in range(8)] == [4, 4, 2, 2, 1, 1, 0.5, 0.5]
+    flat = pgd.PGDParams(eps=8.0, steps=8, step_size=4.0)
+    assert {pgd.step_at(flat, t) for t in range(8)} == {4.0}
+    x, y = band_data
+    q = {"eps": 8.0, "steps": 8, "step_size": 4.0}
+    decayed = run_attack("pgd", bands, x, y, {**q, "step_decay": 3})
+    assert np.abs(decayed.astype(int) - x.astype(int)).max() <= 8
+    assert not np.array_equal(decayed, run_attack("pgd", bands, x, y, q))
+    with pytest.raises(ParamError, match=r"'step_decay' must be an integer in \[0, 8\]"):
+        pgd.PGDParams(step_decay=9)
+
+
+def test_targeted_early_stop_stops_at_the_target(bands, band_data):
+    x, y = band_data
+    p = {"eps": 8.0, "steps": 5, "step_size": 2.5, "target": 2}
+    last = run_attack("pgd", bands, x, y, p)
+    early = run_attack("pgd", bands, x, y, {**p, "early_stop": True})
+    hit_last = predict(bands, last).argmax(1) == 2
+    hit_early = predict(bands, early).argmax(1) == 2
+    assert hit_early.sum() >= hit_last.sum() > 0
+
+
 def test_adaptive_parameter_errors(bands, band_data):
     x, y = band_data
     with pytest.raises(

@@ -134,6 +134,23 @@ def test_restarts_keep_the_no_defence_cell():
     assert entry.defences[0] == "none" and entry.eps == (4.0, 8.0)
 
 
+def test_adaptive_params_give_the_cells_an_attack_of_their_own():
+    from engine.evaluation import parse_spec
+
+    text = TRANSFER_SPEC + ENTRY + "params = { steps = 8, early_stop = true }\n"
+    spec = parse_spec(text)
+    (entry,) = spec.adaptive
+    assert entry.defences[0] == "none", "another attack than the transfer one: none is attacked"
+    cell = entry.params_at(8.0, spec.defence("median"))
+    assert (cell["steps"], cell["early_stop"]) == (8, True)
+    assert cell["step_size"] == pytest.approx(2.5 * 8 / 8), "the step rule, with the new steps"
+    transfer = spec.attack("pgd").params_at(8.0)
+    assert (transfer["steps"], transfer["early_stop"]) == (2, False)
+    assert entry.record()["params"] == {"steps": 8, "early_stop": True}
+    rule = parse_spec(text.replace("steps = 8,", "steps = 8, step_size = { factor = 4 },"))
+    assert rule.adaptive[0].params_at(8.0, spec.defence("median"))["step_size"] == 4.0
+
+
 ENTRY = '[[adaptive]]\nattack = "pgd"\n'
 ADAPTIVE_ERRORS = [
     ('[[adaptive]]\nattack = "cw"\n', r"adaptive\[0\]: 'attack' must name an \[\[attacks\]\]"),
@@ -147,6 +164,10 @@ ADAPTIVE_ERRORS = [
         r"adaptive\[0\] \(fgsm\): 'restarts' > 1 needs an attack with a random start",
     ),
     (ENTRY + "steps = 3\n", r"adaptive\[0\]: unknown key\(s\) steps"),
+    (ENTRY + "params = {}\n", r"adaptive\[0\] \(pgd\): 'params' must be a non-empty table"),
+    (ENTRY + "params = { eps = [2] }\n", r"'params' cannot set eps"),
+    (ENTRY + "params = { kappa = 1 }\n", r"adaptive\[0\] \(pgd\) params \(pgd\).*kappa"),
+    (ENTRY + "params = { steps = 0 }\n", r"adaptive\[0\] \(pgd\) params \(pgd\).*'steps'"),
     (ENTRY + ENTRY, r"adaptive\[1\] \(pgd\): attack listed twice"),
     ("adaptive = 3\n", r"\[\[adaptive\]\] must be a list of tables"),
 ]
@@ -175,7 +196,7 @@ def test_shipped_adaptive_spec_is_the_issues_grid():
     families = {family(k) for k in pgd.defences}
     from engine.defences import REGISTRY
 
-    assert families == (set(REGISTRY) - {"none"}) | {"nlm+bilateral+guided"}
+    assert families - {"none"} == (set(REGISTRY) - {"none"}) | {"nlm+bilateral+guided"}
     shipped = {d.key for d in default.defences}
     for fam in {family(d.key) for d in default.defences} - {"none"}:
         assert any(k in shipped and family(k) == fam for k in pgd.defences), fam
@@ -369,3 +390,35 @@ def test_for_threat_reads_one_row_per_cell(extended):
     assert row["threat_model"] == adaptive_label("bpda-identity")
     with pytest.raises(ParamError, match=r"Unknown threat model 'clean'; use one of: transfer"):
         query.for_threat(table, "clean")
+
+
+def test_an_adaptive_attack_of_its_own_attacks_none_too(bundle, tmp_path):  # noqa: F811
+    """``params`` in [[adaptive]]: early-stopping PGD with more steps for the adaptive
+    cells, plain PGD for the transfer ones; "none" gets an adaptive row of its own, which
+    load_results keeps instead of the transfer one, and which reproduces exactly."""
+    from engine.evaluation import load_results, query, reproduce_cell, run_sweep
+
+    text = TRANSFER_SPEC.replace("limit = 80", "limit = 64") + (
+        '[[adaptive]]\nattack = "pgd"\neps = [8]\ndefences = ["none", "median:kernel=5"]\n'
+        "params = { steps = 4, early_stop = true, step_decay = 1 }\n"
+    )
+    out = tmp_path / "own"
+    run_sweep(write(tmp_path, "own.toml", text), bundle, out)
+    table, _ = load_results(out)
+    for key in ("none", "median:kernel=5"):
+        transfer = query.find_row(table, "pgd", 8.0, key)
+        adaptive = query.find_row(table, "pgd", 8.0, key, threat="adaptive")
+        assert transfer is not None and adaptive is not None
+        assert adaptive["threat_model"] != transfer["threat_model"], key
+        assert (transfer["attack_params"]["steps"], transfer["attack_params"]["early_stop"]) == (
+            2,
+            False,
+        )
+        assert adaptive["attack_params"]["steps"] == 4 and adaptive["attack_params"]["early_stop"]
+        assert adaptive["accuracy"] <= transfer["accuracy"], key
+    none = table[
+        (table["defence_key"] == "none") & (table["eps"] == 8) & (table["attack"] == "pgd")
+    ]
+    assert len(none) == 2, "one transfer and one adaptive row"
+    res = reproduce_cell(out, bundle, "pgd", 8, "none", threat="adaptive")
+    assert res["identical"], res

@@ -87,3 +87,26 @@ def test_a_partial_companion_makes_the_folder_stale(folder):
     reasons = check_stale(folder, BUNDLE)
     assert len(reasons) == 1 and "partial" in reasons[0] and reasons[0].startswith("Adaptive")
     assert check_stale(folder, BUNDLE, companion=False) == []
+
+
+def test_an_adaptive_none_row_is_not_doubled_by_the_transfer_one():
+    import pandas as pd
+
+    from engine.evaluation.results import _companion_rows
+    from engine.threat import adaptive_label
+
+    own, bpda = adaptive_label("exact"), "bpda-identity"
+    rows = pd.DataFrame(
+        {
+            "attack": ["pgd", "pgd", "fgsm", "pgd"],
+            "eps": [8.0, 8.0, 8.0, 8.0],
+            "defence_key": ["none", "none", "none", "median:kernel=3"],
+            "threat_model": [THREAT_TRANSFER, own, THREAT_TRANSFER, adaptive_label(bpda)],
+            "accuracy": [0.2, 0.1, 0.3, 0.4],
+        }
+    )
+    main = pd.DataFrame({"defence_key": ["none", "median:kernel=3"]})
+    out = _companion_rows(main, rows)
+    got = sorted(zip(out["attack"], out["defence_key"], out["accuracy"], strict=True))
+    assert got == [("fgsm", "none", 0.3), ("pgd", "median:kernel=3", 0.4), ("pgd", "none", 0.1)]
+    assert out["threat_model"].map(is_adaptive).all(), "the fgsm transfer row is read as adaptive"
