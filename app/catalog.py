@@ -246,13 +246,23 @@ def convergence(entry: Entry) -> Convergence | None:
     """The convergence check of the entry's adaptive sweep, or ``None`` without one.
 
     Read from ``bench/results/convergence_<key>.json`` (``python -m bench.convergence``);
-    a missing or unreadable file is ``None``.
+    a missing or unreadable file is ``None``, and so is one measured on another
+    adaptive spec than the shipped sweep's (its ``spec_sha256``): a check of an
+    attack the sweep no longer runs says nothing about its numbers.
     """
     import json
+
+    from engine.evaluation.results import companion_dir
 
     path = PROJECT_ROOT / "bench" / "results" / f"convergence_{entry.key}.json"
     try:
         found = json.loads(path.read_text())
+        sweep = companion_dir(entry.results_dir) if entry.results_dir is not None else None
+        if sweep is None:
+            return None
+        shipped = json.loads((sweep / "manifest.json").read_text())["spec"]["sha256"]
+        if found["spec_sha256"] != shipped:
+            return None
         cells = found["cells"]
         worst = sorted(
             ((str(c["defence_key"]), float(c["eps"]), float(c["change_points"])) for c in cells),

@@ -6,9 +6,11 @@ has not converged, and the robustness it reports is too high. The adaptive
 sweeps ship PGD with 10 steps (``assets/specs/adaptive.toml``); this script
 recomputes chosen adaptive PGD cells of a shipped adaptive sweep with twice
 the steps, on the same images, the same random start, EOT samples and
-restarts, and the step size of the spec's own rule (``max(min, factor * eps /
-steps)``: the same total travel in steps half as long), and compares the
-accuracy with the stored 10-step row.
+restarts, the same first step (the spec's rule ``max(min, factor * eps /
+steps)`` with its factor scaled by the steps, so a ``step_decay`` schedule
+is stretched over the longer run), and compares the accuracy with the stored
+row. The adaptive cells' attack is the ``[[adaptive]]`` entry's own (its
+``params`` over the ``[[attacks]]`` table).
 
 Run::
 
@@ -32,6 +34,7 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -40,6 +43,20 @@ from bench._common import loadavg, machine_info, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEST = "chest_xray__mobilenet_v3_large"
+
+
+def _with_steps(attack: Any, steps: int, shipped: int) -> Any:
+    """``attack`` with ``steps`` steps and, under a step rule, the shipped first step.
+
+    The rule ``max(min, factor * eps / steps)`` is scaled with the steps, so the
+    first step is the sweep's and a ``step_decay`` schedule is stretched over
+    the longer run: the same attack, given more iterations.
+    """
+    params = {**attack.params, "steps": steps}
+    rule = attack.step_rule
+    if rule is not None:
+        rule = (rule[0] * steps / shipped, rule[1])
+    return dataclasses.replace(attack, params=params, step_rule=rule)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows[rows["defence_key"] != NO_DEFENCE]
     if rows.empty:
         raise SystemExit("No adaptive PGD cell matches; check --eps and --defences.")
-    attack = spec.attack("pgd")
     entry = spec.adaptive_for("pgd")
-    steps = args.base_steps or int(attack.params_at(max(args.eps))["steps"])
-    base = dataclasses.replace(attack, params={**attack.params, "steps": steps})
-    longer = dataclasses.replace(attack, params={**attack.params, "steps": args.factor * steps})
+    attack = entry.attack  # the adaptive cells' own attack ([[adaptive]] params on top)
+    shipped = int(attack.params_at(max(args.eps))["steps"])
+    steps = args.base_steps or shipped
+    base = _with_steps(attack, steps, shipped)
+    longer = _with_steps(attack, args.factor * steps, shipped)
 
     meta = read_meta(ROOT / args.model)
     index, indices = sweep.select(spec, meta, data_root=args.data_root)
@@ -131,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": str(args.results),
         "n_images": int(prep.x.shape[0]),
         "seconds": round(time.perf_counter() - t0, 1),
+        "spec_sha256": manifest["spec"]["sha256"],
         "cells": found,
         "largest_change_points": worst,
         "converged": worst < 1,

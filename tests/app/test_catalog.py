@@ -281,11 +281,25 @@ def test_recap_command_for_a_trained_model_without_results(project):
 
 
 def test_convergence_of_the_shipped_synthetic_adaptive_sweep():
+    import json
+
+    path = catalog.PROJECT_ROOT / "bench" / "results" / "convergence_synthetic__tiny.json"
+    found = json.loads(path.read_text())
     conv = catalog.convergence(catalog.find("synthetic", "tiny"))
-    assert conv is not None and (conv.steps, conv.steps_more) == (10, 20)
-    assert not conv.converged and conv.largest_change == 7.0
-    assert conv.worst[0] == ("bit_depth:bits=5", 2.0, -7.0)
+    assert conv is not None
+    assert (conv.steps, conv.steps_more) == (
+        found["cells"][0]["steps"],
+        found["cells"][0]["steps_more"],
+    )
+    assert conv.converged == found["converged"] == (conv.largest_change < 1)
+    moved = [c for c in found["cells"] if abs(c["change_points"]) >= 1]
+    assert len(conv.worst) == len(moved)
     assert all(abs(d) >= 1 for _, _, d in conv.worst)
+    assert [abs(d) for _, _, d in conv.worst] == sorted(
+        (abs(d) for _, _, d in conv.worst), reverse=True
+    )
+    if conv.worst:
+        assert abs(conv.worst[0][2]) == conv.largest_change
 
 
 def test_convergence_unmeasured_or_unreadable_is_none(tmp_path, monkeypatch):
@@ -295,3 +309,18 @@ def test_convergence_unmeasured_or_unreadable_is_none(tmp_path, monkeypatch):
     (tmp_path / "bench" / "results").mkdir(parents=True)
     (tmp_path / "bench" / "results" / "convergence_synthetic__tiny.json").write_text("{oops")
     assert catalog.convergence(entry) is None
+
+
+def test_convergence_measured_on_another_spec_is_not_shown(tmp_path, monkeypatch):
+    import json
+
+    entry = catalog.find("synthetic", "tiny")
+    shipped = catalog.PROJECT_ROOT / "bench" / "results" / "convergence_synthetic__tiny.json"
+    found = json.loads(shipped.read_text())
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    path = tmp_path / "bench" / "results" / "convergence_synthetic__tiny.json"
+    monkeypatch.setattr(catalog, "PROJECT_ROOT", tmp_path)
+    path.write_text(json.dumps(found))
+    assert catalog.convergence(entry) is not None
+    path.write_text(json.dumps({**found, "spec_sha256": "0" * 64}))
+    assert catalog.convergence(entry) is None, "a check of an attack the sweep no longer runs"
