@@ -1,0 +1,1 @@
+"""One-off developer tools (not imported by the engine or the app)."""
