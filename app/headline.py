@@ -87,6 +87,10 @@ class AdaptiveHeadline(TypedDict):
     at_chance: bool
     holds: bool
     transfer_best_accuracy: float
+    skill: bool
+    highest_label: str
+    highest_accuracy: float
+    highest_collapsed: bool
 
 
 class Headline(TypedDict):
@@ -153,10 +157,15 @@ def _adaptive_headline(
         )
     skill = [not (f or c) for f, c in zip(flat, chance, strict=True)]
     skilled = table.loc[skill] if skill else table
-    top = _best(skilled if len(skilled) else table, "attacked_accuracy")
-    if top is None:
+    highest = _best(table, "attacked_accuracy")
+    top = _best(skilled, "attacked_accuracy") if any(skill) else highest
+    if top is None or highest is None:
         return None
+    if not any(skill) and transfer_best in set(table["defence_key"]):
+        # No setting keeps any skill: show what becomes of the transfer attack's best.
+        top = table[table["defence_key"] == transfer_best].iloc[0]
     key = str(top["defence_key"])
+    h = list(table["defence_key"]).index(str(highest["defence_key"]))
     i = list(table["defence_key"]).index(key)
     t_acc = _first(transfer, key, "attacked_accuracy")
     t_rec = _first(transfer, key, "recovered")
@@ -179,6 +188,10 @@ def _adaptive_headline(
         "holds": not (is_collapsed or at_chance)
         and acc - base > sanity.gain_margin(acc, n, base, n),
         "transfer_best_accuracy": _first(table, transfer_best, "attacked_accuracy"),
+        "skill": any(skill),
+        "highest_label": setting_label(str(highest["defence_key"])),
+        "highest_accuracy": float(highest["attacked_accuracy"]),
+        "highest_collapsed": flat[h],
     }
 
 
@@ -223,8 +236,11 @@ def headline(df: pd.DataFrame, *, attack: str = DEFAULT_ATTACK, eps: float) -> H
         :func:`engine.evaluation.sanity.collapsed`), ``no_skill_rate`` (the
         majority-class rate of the clean undefended row, NaN without a confusion
         matrix) and ``at_chance`` (its accuracy does not exceed that rate by the
-        noise margin); a collapsed or at-chance setting is the best only when
-        every setting is; ``holds`` (the gain
+        noise margin); ``skill`` (some setting is neither collapsed nor at
+        chance): without it the "best" is the transfer attack's best setting
+        (what becomes of it is the news), or the highest scorer when that has
+        no adaptive row, and ``highest_label``, ``highest_accuracy`` and
+        ``highest_collapsed`` name the highest scorer; ``holds`` (the gain
         exceeds the sampling-noise margin of
         :func:`engine.evaluation.sanity.gain_margin` and is not a collapse)
         and ``transfer_best_accuracy`` (the adaptive accuracy of the transfer
@@ -300,40 +316,45 @@ def headline_sentences(h: Headline, attack_title: str) -> list[str]:
             "not know the defence. No attack crafted through the defence has been run for "
             "this model: one who knows it usually does better, so this is an upper bound."
         ]
-    gain = a["recovered"]
-    against = (
-        f"**{_points(gain)}** against one who does"
-        if gain >= 0
-        else f"and **loses {_points(-gain)}** against one who does"
-    )
-    out = [
-        f"**{name}** wins back **{_points(h['recovered'])}** against an attacker who does "
-        f"not know the defence; {against} ({a['accuracy']:.1%} with it, "
-        f"{a['undefended_accuracy']:.1%} without, on the {a['n_images']} images of the "
-        "adaptive sweep)."
-        if math.isfinite(h["recovered"])
-        else f"**{name}** wins back {against.removeprefix('and ')} ({a['accuracy']:.1%} "
-        f"with it, {a['undefended_accuracy']:.1%} without, on {a['n_images']} images)."
-    ]
-    if a["at_chance"] and not a["collapsed"]:
-        out.append(
-            f"Its {a['accuracy']:.1%} is no better than always giving the most common answer "
-            f"({a['no_skill_rate']:.1%} of the test images): no skill is left against an "
-            "attacker who knows the defence."
+    if not a["skill"]:
+        # No setting keeps any skill against this attacker: no sentence may open with
+        # what one "wins back".
+        why = (
+            "comes from the model giving nearly every image the same answer, the most common class"
+            if a["highest_collapsed"]
+            else f"is no better than always giving the most common answer "
+            f"({a['no_skill_rate']:.1%} of the test images)"
         )
-    elif a["collapsed"]:
-        out.append(
-            f"Its {a['accuracy']:.1%} is not skill: under the adaptive attack it makes the model "
-            "give nearly every image the same answer, the most common class, so it scores "
-            "the majority-class rate."
+        out = [
+            f"Against an attacker who knows the defence, **no defence keeps any skill** under "
+            f"{attack_title} at ε = {h['eps']:g}: the highest score, {a['highest_accuracy']:.1%} "
+            f"for **{a['highest_label']}** on the {a['n_images']} images of the adaptive "
+            f"sweep, {why}."
+        ]
+    else:
+        gain = a["recovered"]
+        against = (
+            f"**{_points(gain)}** against one who does"
+            if gain >= 0
+            else f"and **loses {_points(-gain)}** against one who does"
         )
-    elif not a["holds"]:
-        out.append(
-            f"Against an attacker who knows the defence, no defence keeps a gain above the "
-            f"sampling noise under {attack_title} at ε = {h['eps']:g}."
-        )
+        out = [
+            f"**{name}** wins back **{_points(h['recovered'])}** against an attacker who does "
+            f"not know the defence; {against} ({a['accuracy']:.1%} with it, "
+            f"{a['undefended_accuracy']:.1%} without, on the {a['n_images']} images of the "
+            "adaptive sweep)."
+            if math.isfinite(h["recovered"])
+            else f"**{name}** wins back {against.removeprefix('and ')} ({a['accuracy']:.1%} "
+            f"with it, {a['undefended_accuracy']:.1%} without, on {a['n_images']} images)."
+        ]
+        if not a["holds"]:
+            out.append(
+                f"Against an attacker who knows the defence, no defence keeps a gain above the "
+                f"sampling noise under {attack_title} at ε = {h['eps']:g}."
+            )
     t_key = h["transfer_best_key"]
-    if t_key is not None and t_key != a["best_key"] and math.isfinite(a["transfer_best_accuracy"]):
+    shown = t_key != a["best_key"] or not a["skill"]
+    if t_key is not None and shown and math.isfinite(a["transfer_best_accuracy"]):
         out.append(
             f"The best against the unaware attacker, **{h['transfer_best_label']}** "
             f"({h['transfer_best_accuracy']:.1%}), falls to **{a['transfer_best_accuracy']:.1%}** "

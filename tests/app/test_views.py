@@ -322,7 +322,8 @@ def test_an_adaptive_accuracy_from_one_predicted_class_is_a_collapse(table):
     a = views.headline(df, attack="fgsm", eps=8)["adaptive"]
     assert a is not None and a["collapsed"] and not a["holds"]
     said = views.headline_sentences(views.headline(df, attack="fgsm", eps=8), "FGSM")
-    assert any("majority-class rate" in s for s in said)
+    assert "no defence keeps any skill" in said[0]
+    assert "nearly every image the same answer, the most common class" in said[0]
 
 
 def test_without_adaptive_rows_the_headline_says_it_is_an_upper_bound(table):
@@ -381,3 +382,26 @@ def test_an_adaptive_accuracy_at_the_no_skill_rate_does_not_hold(table):
     assert a is not None and a["at_chance"] and not a["holds"] and not a["collapsed"]
     said = " ".join(views.headline_sentences(h, "FGSM"))
     assert "no better than always giving the most common answer (26.0%" in said
+
+
+def test_without_any_skill_the_headline_follows_the_transfer_best_and_claims_no_gain(table):
+    # adaptive: median 3 collapses onto one class (its 26 % is the majority rate); the
+    # transfer best, median 5, falls to 8 %: no setting keeps any skill
+    df = _with_adaptive(
+        table,
+        {"none": 0.02, "median:kernel=5": 0.08, "median:kernel=3": 0.26},
+        confusion={"median:kernel=3": [[13, 0, 0, 0], [12, 0, 0, 0], [13, 0, 0, 0], [12, 0, 0, 0]]},
+    )
+    h = views.headline(df, attack="fgsm", eps=8)
+    a = h["adaptive"]
+    assert a is not None and not a["skill"] and not a["holds"]
+    assert h["best_key"] == a["best_key"] == h["transfer_best_key"] == "median:kernel=5"
+    assert a["accuracy"] == pytest.approx(0.08)
+    assert (a["highest_label"], a["highest_accuracy"], a["highest_collapsed"]) == (
+        views.setting_label("median:kernel=3"),
+        pytest.approx(0.26),
+        True,
+    )
+    said = views.headline_sentences(h, "FGSM")
+    assert "no defence keeps any skill" in said[0] and "wins back" not in " ".join(said)
+    assert "falls to **8.0%**" in said[-1]
