@@ -143,9 +143,7 @@ def _adaptive_headline(
     rows = query.for_threat(df, ADAPTIVE.id)
     rows = rows[(rows["attack"] == attack) & (rows["eps"] == used)]
     confusion = dict(zip(rows["defence_key"], rows["confusion"], strict=True))
-    # A setting that makes the model answer one class for nearly every image, or that
-    # scores no better than always giving the most common answer, has no skill left: it
-    # is the best only when every setting is like that.
+    # No skill: one answer for nearly every image, or no better than the commonest answer.
     clean = query.find_row(df, attack, 0.0, NO_DEFENCE)
     rate = sanity.no_skill_rate(None if clean is None else clean.get("confusion"))
     flat, chance = [], []
@@ -156,17 +154,15 @@ def _adaptive_headline(
             rate is not None and acc_r - rate <= sanity.gain_margin(acc_r, n_r, rate, math.inf)
         )
     skill = [not (f or c) for f, c in zip(flat, chance, strict=True)]
-    skilled = table.loc[skill] if skill else table
     highest = _best(table, "attacked_accuracy")
-    top = _best(skilled, "attacked_accuracy") if any(skill) else highest
+    top = _best(table.loc[skill], "attacked_accuracy") if any(skill) else highest
     if top is None or highest is None:
         return None
-    if not any(skill) and transfer_best in set(table["defence_key"]):
-        # No setting keeps any skill: show what becomes of the transfer attack's best.
-        top = table[table["defence_key"] == transfer_best].iloc[0]
-    key = str(top["defence_key"])
-    h = list(table["defence_key"]).index(str(highest["defence_key"]))
-    i = list(table["defence_key"]).index(key)
+    keys = list(table["defence_key"])
+    if not any(skill) and transfer_best in keys:  # show what becomes of the transfer best
+        top = table.iloc[keys.index(transfer_best)]
+    key, h = str(top["defence_key"]), keys.index(str(highest["defence_key"]))
+    i = keys.index(key)
     t_acc = _first(transfer, key, "attacked_accuracy")
     t_rec = _first(transfer, key, "recovered")
     acc, base = float(top["attacked_accuracy"]), float(top["undefended_attacked_accuracy"])
@@ -259,8 +255,7 @@ def headline(df: pd.DataFrame, *, attack: str = DEFAULT_ATTACK, eps: float) -> H
     assert attacked is not None
     clean_acc, attacked_acc = _acc(clean), _acc(attacked)
 
-    table = tradeoff_table(df, attack=attack, eps=used)
-    top = _best(table, "attacked_accuracy")
+    top = _best(table := tradeoff_table(df, attack=attack, eps=used), "attacked_accuracy")
     transfer_key = None if top is None else str(top["defence_key"])
     adaptive = _adaptive_headline(full, attack, used, table, transfer_key)
     best_key = adaptive["best_key"] if adaptive is not None else transfer_key
@@ -317,8 +312,7 @@ def headline_sentences(h: Headline, attack_title: str) -> list[str]:
             "this model: one who knows it usually does better, so this is an upper bound."
         ]
     if not a["skill"]:
-        # No setting keeps any skill against this attacker: no sentence may open with
-        # what one "wins back".
+        # No skill left anywhere: no sentence may open with what one "wins back".
         why = (
             "comes from the model giving nearly every image the same answer, the most common class"
             if a["highest_collapsed"]

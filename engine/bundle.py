@@ -50,7 +50,8 @@ class BackboneInfo:
     min_size : int
         Smallest input size the architecture accepts.
     imagenet : bool
-        Whether Keras publishes ImageNet weights for it.
+        Whether ImageNet weights exist for it: published by Keras (downloaded on
+        first use) or, for EfficientNet-Lite0, shipped in ``assets/weights``.
     """
 
     id: str
@@ -68,6 +69,7 @@ BACKBONE_INFO: dict[str, BackboneInfo] = {
         BackboneInfo("mobilenet_v3_small", "MobileNetV3 Small", 224, 32, True),
         BackboneInfo("resnet50", "ResNet50", 224, 32, True),
         BackboneInfo("inception_v3", "InceptionV3", 299, 75, True),
+        BackboneInfo("efficientnet_lite0", "EfficientNet-Lite0", 224, 32, True),
         BackboneInfo("tiny", "Tiny CNN (tests, synthetic set)", 64, 16, False),
     )
 }

@@ -123,6 +123,15 @@ def _inception_v3(input_shape: tuple[int, int, int], weights: str | None) -> ker
     return keras.Model(inputs, base(x), name="inception_v3_features")
 
 
+def _efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    """EfficientNet-Lite0 (:mod:`engine.efficientnet_lite`); ``"imagenet"`` loads the
+    shipped converted weights, so it works offline (provenance in ``assets/weights``)."""
+    from engine.efficientnet_lite import LITE0_IMAGENET_NOTOP, efficientnet_lite
+
+    path = LITE0_IMAGENET_NOTOP if weights == "imagenet" else weights
+    return efficientnet_lite("lite0", input_shape=input_shape, weights=path)
+
+
 def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """A small CNN for tests and the synthetic set (no pretrained weights exist)."""
     if weights not in (None, "none"):
@@ -151,6 +160,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "resnet50": _spec("resnet50", _resnet50),
     "inception_v3": _spec("inception_v3", _inception_v3),
+    "efficientnet_lite0": _spec("efficientnet_lite0", _efficientnet_lite0),
     "tiny": _spec("tiny", _tiny),
 }
 assert set(BACKBONES) == set(BACKBONE_INFO), "every backbone needs a builder"

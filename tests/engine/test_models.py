@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,6 +19,8 @@ from engine.models import (
     read_meta,
     save_bundle,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _all_layers(model):
@@ -129,6 +132,27 @@ def test_registry_sizes():
     assert {"mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "inception_v3"} <= set(
         BACKBONES
     )
+
+
+@pytest.mark.skipif(
+    not (ROOT / "assets" / "weights" / "efficientnet_lite0_imagenet_notop.weights.h5").is_file(),
+    reason="the converted EfficientNet-Lite0 weights are not shipped",
+)
+def test_efficientnet_lite0_gets_its_imagenet_weights_offline(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
+    model = build_classifier("efficientnet_lite0", 2, weights="imagenet", input_size=96)
+    assert model.output_shape == (None, 2)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+    # loaded, not initialised: batch-norm statistics start at mean 0, variance 1
+    bn = [w for w in model.weights if w.path.endswith("moving_variance")]
+    assert len(bn) > 40 and all(not np.allclose(np.asarray(w), 1.0) for w in bn)
 
 
 def _meta() -> BundleMeta:
