@@ -149,6 +149,7 @@ def model_card(bundle: str | Path) -> str:
         lines += ["", _matrix(m["confusion"], meta.classes)]
     if meta.positive and m.get("confusion_binary"):
         lines += ["", _matrix(m["confusion_binary"], ["healthy", "sick"])]
+    lines += _decision_lines(meta.decision, " or ".join(meta.positive))
     note = DATASET_NOTES.get(meta.dataset_id)
     if note:
         lines += ["", "## Notes", note]
@@ -162,6 +163,30 @@ def model_card(bundle: str | Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _decision_lines(d: dict[str, Any], sick: str) -> list[str]:
+    """The card's section on the patient view's decision threshold (none: no lines)."""
+    try:
+        val, test, argmax = d["val"], d["test"], d["test_argmax"]
+        return [
+            "",
+            "## Decision threshold (patient view)",
+            f"- Call an image sick when P({sick}) ≥ **{float(d['threshold']):.3f}**, chosen "
+            f"on the {val['n_images']} validation images (never the test split) by Youden's "
+            f"J (sensitivity + specificity − 1): there, sensitivity {_pct(val['sensitivity'])}"
+            f", specificity {_pct(val['specificity'])}.",
+            f"- On the {test['n_images']} test images: sensitivity "
+            f"**{_pct(test['sensitivity'])}**, specificity **{_pct(test['specificity'])}**, "
+            f"accuracy {_pct(test['accuracy'])} (with the argmax decision: "
+            f"{_pct(argmax['sensitivity'])}, {_pct(argmax['specificity'])}, "
+            f"{_pct(argmax['accuracy'])}).",
+            "- The dashboard's predictions, class metrics and robustness sweeps still use the "
+            "argmax decision. A gap between validation and test numbers means the test "
+            "images differ from the training ones.",
+        ]
+    except (KeyError, TypeError, ValueError):
+        return []
 
 
 def write_card(bundle: str | Path) -> Path:

@@ -98,6 +98,9 @@ class BundleMeta:
     created: str = ""
     model_sha256: str = ""
     notes: str = ""
+    #: The patient view's decision threshold chosen on the validation split
+    #: (:class:`engine.threshold.Decision` as a dict); empty where none was chosen.
+    decision: dict[str, Any] = field(default_factory=dict)
 
     @property
     def positive_indices(self) -> list[int]:

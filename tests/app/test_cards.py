@@ -51,3 +51,29 @@ def test_history_and_cli(tmp_path, capsys):
     assert (b / "card.md").read_text().startswith("# Tiny CNN (tests, synthetic set) on ")
     assert main([str(tmp_path / "missing")]) == 2
     assert "meta.json is missing" in capsys.readouterr().err
+
+
+def test_card_states_the_decision_threshold_and_where_it_was_chosen(tmp_path):
+    import json
+
+    from engine.threshold import decide
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        p1 = np.where(y == 1, rng.uniform(0.6, 1.0, n), rng.uniform(0.3, 0.8, n))
+        return np.stack([1 - p1, p1], axis=1), y
+
+    b = _bundle(tmp_path)
+    assert "Decision threshold" not in model_card(b)
+    d = decide(split(50), split(70), positive=[1])
+    meta = json.loads((b / "meta.json").read_text())
+    meta["decision"] = json.loads(json.dumps(d.__dict__))
+    (b / "meta.json").write_text(json.dumps(meta))
+    card = model_card(b)
+    assert f"≥ **{d.threshold:.3f}**, chosen on the 50 validation images" in card
+    assert f"On the 70 test images: sensitivity **{100 * d.test['sensitivity']:.1f} %**" in card
+    meta["decision"] = {"threshold": 0.5}  # damaged: no section rather than a crash
+    (b / "meta.json").write_text(json.dumps(meta))
+    assert "Decision threshold" not in model_card(b)
