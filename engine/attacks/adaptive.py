@@ -240,6 +240,7 @@ class Through(GradientSource):
         self.comp = comp
         self.defence = defence
         self.eot_samples = eot_samples if defence.randomised else 1
+        self.deterministic = not defence.randomised
         self.stand_in = stand_in if stand_in is not None else StandIn()
         self.input_shape = comp.input_shape
         self.num_classes = comp.num_classes

@@ -34,7 +34,11 @@ along one trajectory (what a convergence check, Carlini et al. 2019
 section 4.2, needs), and the steps are spent on the images still classified
 correctly (AutoAttack, Croce & Hein 2020, attacks only those). The images
 are minimally adversarial for the source: a transfer attack should not stop
-early.
+early. Nor does the attack stop early through a randomised defence
+(``GradientSource.deterministic`` false): there "misclassified" is the
+average over the attacker's own draws, and an image stopped on that boundary
+is classified correctly by about half of the defender's draws; it runs all
+its steps (EOT) and returns the last iterate.
 """
 
 from __future__ import annotations
@@ -90,7 +94,8 @@ class PGDParams:
         Halvings of the step size over the run, in [0, 8] (0: constant).
     early_stop : bool, default=False
         Stop each image at its first misclassified iterate and return it
-        (the rest: their highest-loss iterate) instead of the last iterate.
+        (the rest: their highest-loss iterate) instead of the last iterate;
+        ignored through a randomised defence.
     """
 
     eps: float = eps_param()
@@ -149,7 +154,7 @@ def attack(
         rng = np.random.default_rng(params.seed)
         noise = rng.uniform(-params.eps, params.eps, size=clean.shape).astype(np.float32)
         adv = project_linf(clean + noise, clean, params.eps)
-    if params.early_stop:
+    if params.early_stop and comp.deterministic:
         return like_input(_early_stop(comp, adv, clean, y, params), images)
     for t in range(params.steps):
         adv = fgsm_step(comp, adv, y, step_at(params, t), targeted=targeted)

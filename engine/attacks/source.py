@@ -28,10 +28,14 @@ class GradientSource(abc.ABC):
         ``(H, W, 3)`` as declared by the model (``None`` where free).
     num_classes : int
         Number of logits ``K``.
+    deterministic : bool
+        The same input always gives the same logits (``False`` for a model
+        seen through a randomised defence, whose every call draws anew).
     """
 
     input_shape: tuple[int | None, ...]
     num_classes: int
+    deterministic: bool = True
 
     @abc.abstractmethod
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -338,6 +338,20 @@ def test_step_decay_halves_the_step_once_per_phase(bands, band_data):
         pgd.PGDParams(step_decay=9)
 
 
+def test_no_early_stop_through_a_randomised_defence(bands, band_data):
+    """There 'fooled' is the attacker's own draws' average: stopping on it would leave
+    the image on the boundary for the defender's draws, so EOT runs every step."""
+    x, y = band_data
+    p = {"eps": 8.0, "steps": 4, "step_size": 2.5}
+    kw = {"defence": RandomResizePad(), "eot_samples": 2}
+    assert not Through(compiled(bands), RandomResizePad()).deterministic
+    assert Through(compiled(bands), MedianBlur()).deterministic
+    np.testing.assert_array_equal(
+        run_attack("pgd", bands, x, y, {**p, "early_stop": True}, **kw),
+        run_attack("pgd", bands, x, y, p, **kw),
+    )
+
+
 def test_targeted_early_stop_stops_at_the_target(bands, band_data):
     x, y = band_data
     p = {"eps": 8.0, "steps": 5, "step_size": 2.5, "target": 2}
