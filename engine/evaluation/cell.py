@@ -235,7 +235,11 @@ def attack_images(
     if through is not None:
         entry, setting = through
         cell = entry.params_at(eps, setting)
-        adaptive = {k: cell[k] for k in ("eot_samples", "restarts", "eot_seed")}
+        adaptive = {
+            k: cell[k]
+            for k in ("eot_samples", "restarts", "eot_seed", "stand_in", "stand_in_sigma")
+            if k in cell
+        }
         adaptive["defence"] = setting.defence
         name += f" through {setting.key}"
     t0 = time.perf_counter()

@@ -18,6 +18,8 @@ its own and nothing is shared across defences. A spec asks for them with
     eot_seed = 0                # optional: the spec's seed unless set
     params = { steps = 40, early_stop = true }  # optional: the attack's parameters for
                                 # these cells, over its [[attacks]] table (step rule kept)
+    stand_in = "gaussian"       # optional: engine.attacks.adaptive.StandIn, declared there
+    stand_in_sigma = 1.0        # (the BPDA members' backward pass; default the identity)
 
 The transfer cells of the same attack, budgets and settings are the entry's
 comparison: they are in the sweep already (every ``[[attacks]]`` budget runs
@@ -62,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from engine.attacks import REGISTRY as ATTACKS
-from engine.attacks.adaptive import AdaptiveParams, check_restarts, threat_label
+from engine.attacks.adaptive import AdaptiveParams, StandIn, check_restarts, threat_label
 from engine.errors import ParamError
 from engine.evaluation.keys import NO_DEFENCE, format_value
 from engine.params import SEED_MAX, as_dict, build, params_of
@@ -83,12 +85,14 @@ __all__ = [
     "threats",
 ]
 
+_STAND_IN_KEYS = tuple(p.name for p in params_of(StandIn))
 _ENTRY_KEYS = (
     "attack",
     "eps",
     "defences",
     "params",
     *(p.name for p in params_of(AdaptiveParams)),
+    *_STAND_IN_KEYS,
 )
 
 
@@ -122,6 +126,8 @@ class AdaptiveSetting:
         EOT samples, restarts and the entry's attacker seed.
     overrides : dict
         The entry's ``params`` as given (empty: the ``[[attacks]]`` entry's).
+    stand_in : StandIn
+        The backward pass of the BPDA members (default: the identity).
     """
 
     attack: AttackSetting
@@ -129,6 +135,12 @@ class AdaptiveSetting:
     defences: tuple[str, ...]
     options: AdaptiveParams
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    stand_in: StandIn = field(default_factory=StandIn)
+
+    def _stand_in(self) -> dict[str, Any]:
+        """The stand-in as cell parameters: nothing for the identity (rows made before the
+        option existed keep their parameters)."""
+        return {} if self.stand_in.surrogate() is None else as_dict(self.stand_in)
 
     @property
     def id(self) -> str:
@@ -145,6 +157,7 @@ class AdaptiveSetting:
             "eot_samples": self._eot(setting.defence),
             "restarts": o.restarts,
             "eot_seed": cell_seed(o.eot_seed, self.id, eps, setting.key),
+            **self._stand_in(),
         }
 
     def _eot(self, defence: Defence) -> int:
@@ -152,7 +165,7 @@ class AdaptiveSetting:
 
     def label(self, defence: Defence) -> str:
         """The stored threat model of a cell through ``defence``."""
-        return threat_label(defence, self.options.eot_samples)
+        return threat_label(defence, self.options.eot_samples, self.stand_in)
 
     def record(self) -> dict[str, Any]:
         """The entry as plain data (the manifest's record and the spec's settings)."""
@@ -162,6 +175,7 @@ class AdaptiveSetting:
             "defences": list(self.defences),
             **as_dict(self.options),
             **({"params": dict(self.overrides)} if self.overrides else {}),
+            **self._stand_in(),
         }
 
 
@@ -216,10 +230,15 @@ def parse_adaptive(
         attacked = [e for e in attack.eps if e > 0]
         eps = _subset(entry.get("eps", attacked), attacked, "eps", owner, float)
         chosen = _subset(entry.get("defences", keys), keys, "defences", owner, str)
-        skip = ("attack", "eps", "defences", "params")
+        skip = ("attack", "eps", "defences", "params", *_STAND_IN_KEYS)
         values = {k: v for k, v in entry.items() if k not in skip}
         values.setdefault("eot_seed", seed)
         options = build(AdaptiveParams, values, owner=owner)
+        try:
+            chosen_in = {k: v for k, v in entry.items() if k in _STAND_IN_KEYS}
+            stand_in = build(StandIn, chosen_in, owner=owner)
+        except ParamError as exc:
+            raise ParamError(f"{owner}: {exc}") from None
         overrides = entry.get("params", {})
         if "params" in entry:
             if overridden is None:
@@ -231,7 +250,9 @@ def parse_adaptive(
         if options.restarts == 1 and not overrides:
             chosen = tuple(k for k in chosen if k != NO_DEFENCE)
         out.append(
-            AdaptiveSetting(attack, tuple(float(e) for e in eps), chosen, options, dict(overrides))
+            AdaptiveSetting(
+                attack, tuple(float(e) for e in eps), chosen, options, dict(overrides), stand_in
+            )
         )
     return tuple(out)
 

@@ -422,3 +422,38 @@ def test_an_adaptive_attack_of_its_own_attacks_none_too(bundle, tmp_path):  # no
     assert len(none) == 2, "one transfer and one adaptive row"
     res = reproduce_cell(out, bundle, "pgd", 8, "none", threat="adaptive")
     assert res["identical"], res
+
+
+def test_a_gaussian_stand_in_from_the_spec(bundle, tmp_path):  # noqa: F811
+    """``stand_in`` in [[adaptive]]: the BPDA members' backward pass is a Gaussian's; the
+    rows say so, and the cell reproduces exactly. The identity adds nothing to a row."""
+    from engine.evaluation import load_results, parse_spec, reproduce_cell, run_sweep
+    from engine.evaluation.threats import cell_seed
+
+    entry = '[[adaptive]]\nattack = "fgsm"\ndefences = ["median:kernel=5"]\n'
+    plain = parse_spec(TRANSFER_SPEC + entry).adaptive[0]
+    plain_setting = parse_spec(TRANSFER_SPEC).defence("median")
+    assert "stand_in" not in plain.params_at(8.0, plain_setting)
+    assert "stand_in" not in plain.record()
+    text = (
+        TRANSFER_SPEC.replace("limit = 80", "limit = 64")
+        + entry
+        + ('stand_in = "gaussian"\nstand_in_sigma = 1.5\n')
+    )
+    spec = parse_spec(text)
+    (gauss,) = spec.adaptive
+    cell = gauss.params_at(8.0, plain_setting)
+    assert (cell["stand_in"], cell["stand_in_sigma"]) == ("gaussian", 1.5)
+    assert cell["eot_seed"] == cell_seed(3, "fgsm", 8.0, "median:kernel=5")
+    assert gauss.record()["stand_in"] == "gaussian"
+    label = adaptive_label("bpda-gaussian σ1.5")
+    assert gauss.label(plain_setting.defence) == label
+    out = tmp_path / "gauss"
+    run_sweep(write(tmp_path, "gauss.toml", text), bundle, out)
+    table, _ = load_results(out)
+    row = table[table["threat_model"] == label]
+    assert len(row) == 1 and row.iloc[0]["attack_params"]["stand_in"] == "gaussian"
+    res = reproduce_cell(out, bundle, "fgsm", 8, "median:kernel=5", threat="adaptive")
+    assert res["identical"], res
+    with pytest.raises(ParamError, match=r"adaptive\[0\].*'stand_in' must be one of"):
+        parse_spec(TRANSFER_SPEC + entry + 'stand_in = "jpeg"\n')
