@@ -48,6 +48,7 @@ from engine.models import (
 from engine.params import add_options, declared, param, required, seed_param
 from engine.params import validate as validate_declared
 from engine.progress import cli_bar
+from engine.threshold import decide
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +440,11 @@ def train(config: TrainConfig) -> Path:
     probs = predict(model, x_test)
     positive_idx = [classes.index(c) for c in positive]
     clean = metrics.summarize(y_test, probs, n_classes=n_classes, positive=positive_idx)
+    decision: dict[str, Any] = {}
+    if positive_idx and 0 < np.isin(y_val, positive_idx).sum() < len(y_val):
+        # the patient view's threshold, chosen on the validation split (engine.threshold)
+        val_probs = predict(model, x_val)
+        decision = asdict(decide((val_probs, y_val), (probs, y_test), positive_idx))
 
     meta = BundleMeta(
         dataset_id=dataset.id,
@@ -465,6 +471,7 @@ def train(config: TrainConfig) -> Path:
         data_fingerprints={k: v.fingerprint for k, v in splits.items()},
         clean_metrics=clean,
         notes=dataset.caveat,
+        decision=decision,
     )
     history = ckpt / CKPT_HISTORY
     extra: dict[str, str | os.PathLike] = {BUNDLE_HISTORY: history} if history.exists() else {}

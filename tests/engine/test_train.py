@@ -213,3 +213,24 @@ def test_precise_batchnorm_makes_inference_match_batch_statistics():
     np.testing.assert_allclose(after, expected, atol=1e-2)
     assert not np.allclose(before, expected, atol=1e-2)
     assert bn.momentum == 0.99, "momentum is restored"
+
+
+def test_a_dataset_with_sick_classes_gets_a_validation_chosen_threshold(tmp_path, monkeypatch):
+    """The bundle records the patient view's threshold, chosen on the validation split."""
+    import dataclasses
+
+    from engine.datasets import registry
+
+    out = tmp_path / "plain"
+    assert main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "meta.json").read_text())["decision"] == {}, "no sick classes"
+    spec = registry.REGISTRY["synthetic"]
+    sick = dataclasses.replace(spec, positive=(spec.classes[-1],))
+    monkeypatch.setitem(registry.REGISTRY, "synthetic", sick)
+    out = tmp_path / "sick"
+    assert main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
+    d = json.loads((out / "meta.json").read_text())["decision"]
+    assert d["chosen_on"] == "val" and d["criterion"] == "youden"
+    assert 0.0 <= d["threshold"] <= 1.0
+    assert (d["val"]["n_images"], d["test"]["n_images"]) == (60, 60)
+    assert "sensitivity" in d["test_argmax"]
