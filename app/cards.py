@@ -131,6 +131,7 @@ def model_card(bundle: str | Path) -> str:
         + f"), batch {t.get('batch_size', '?')}, learning rate {t.get('learning_rate', '?')}, "
         f"augmentation {'on' if t.get('augment') else 'off'}"
         + (" (with mirroring)" if t.get("augment_flip") else "")
+        + (" (any rotation)" if t.get("augment_rotate") else "")
         + f", class weights {'on' if t.get('class_weights') else 'off'}.",
         f"- Training time: {float(t.get('train_seconds', 0)) / 60:.1f} min on CPU.",
         "",

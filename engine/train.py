@@ -134,11 +134,12 @@ class _Batches(keras.utils.PyDataset):
         seed: int,
         augment: bool,
         flip: bool,
+        rotate: bool = False,
         sample_weight: np.ndarray | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.batch_size = x, y, batch_size
-        self.augment, self.flip = augment, flip
+        self.augment, self.flip, self.rotate = augment, flip, rotate
         self.sample_weight = sample_weight
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if augment else np.arange(len(x))
@@ -150,7 +151,7 @@ class _Batches(keras.utils.PyDataset):
         idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
         xb = self.x[idx]
         if self.augment:
-            xb = _augment(xb, self.rng, flip=self.flip)
+            xb = _augment(xb, self.rng, flip=self.flip, rotate=self.rotate)
         out: tuple[np.ndarray, ...] = (xb.astype("float32"), self.y[idx])
         if self.sample_weight is not None:
             out = (*out, self.sample_weight[idx])
@@ -161,18 +162,46 @@ class _Batches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.x))
 
 
-def _augment(xb: np.ndarray, rng: np.random.Generator, *, flip: bool) -> np.ndarray:
-    """Random shifts of up to 1/16 of the side (edge-padded), optional mirror."""
+#: Training augmentation: the largest rotation (degrees) where the anatomy has an up,
+#: the zoom range, and the brightness and contrast jitter (fractions).
+MAX_TILT, MAX_ZOOM, MAX_LIGHT = 7.0, 0.1, 0.1
+
+
+def _augment(
+    xb: np.ndarray, rng: np.random.Generator, *, flip: bool, rotate: bool = False
+) -> np.ndarray:
+    """Random geometry and exposure of a uint8 batch, drawn from ``rng``.
+
+    Every image gets a shift of up to 1/16 of the side, a zoom of up to
+    ``MAX_ZOOM`` and a tilt of up to ``MAX_TILT`` degrees (edges replicated),
+    and brightness and contrast changes of up to ``MAX_LIGHT`` (an X-ray's
+    exposure varies from machine to machine). ``flip``: mirrored half the
+    time. ``rotate`` (the anatomy has no up, as in dermoscopy): any angle and
+    a vertical flip too. Values stay in [0, 255].
+    """
+    import cv2
+
     n, h, w, _ = xb.shape
-    ph, pw = max(1, h // 16), max(1, w // 16)
-    padded = np.pad(xb, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode="edge")
-    out = np.empty_like(xb)
-    dy = rng.integers(0, 2 * ph + 1, n)
-    dx = rng.integers(0, 2 * pw + 1, n)
+    shift = rng.uniform(-1, 1, (n, 2)) * np.array([w, h]) / 16
+    zoom = np.asarray(1.0 + rng.uniform(-MAX_ZOOM, MAX_ZOOM, n))
+    tilt = 180.0 if rotate else MAX_TILT
+    angle = np.asarray(rng.uniform(-tilt, tilt, n))
     mirror = np.asarray(rng.random(n) < 0.5) if flip else np.zeros(n, bool)
+    upside = np.asarray(rng.random(n) < 0.5) if rotate else np.zeros(n, bool)
+    light = np.asarray(1.0 + rng.uniform(-MAX_LIGHT, MAX_LIGHT, (n, 2)))
+    out = np.empty_like(xb)
     for k in range(n):
-        crop = padded[k, dy[k] : dy[k] + h, dx[k] : dx[k] + w]
-        out[k] = crop[:, ::-1] if mirror[k] else crop
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(angle[k]), float(zoom[k]))
+        m[:, 2] += shift[k]
+        img = cv2.warpAffine(
+            xb[k], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        img = img[:, ::-1] if mirror[k] else img
+        img = img[::-1] if upside[k] else img
+        f = img.astype(np.float32)
+        mean = f.mean()
+        f = (f - mean) * light[k, 1] + mean * light[k, 0]  # contrast, then brightness
+        out[k] = np.clip(np.rint(f), 0, 255).astype(xb.dtype)
     return out
 
 
@@ -409,6 +438,7 @@ def train(config: TrainConfig) -> Path:
         seed=config.seed + initial_epoch,
         augment=augment,
         flip=flip,
+        rotate=dataset.rotate_ok,
         sample_weight=sample_weight,
     )
     calib = x_train[np.random.default_rng(config.seed).permutation(len(x_train))[:BN_CALIB_IMAGES]]
@@ -467,6 +497,8 @@ def train(config: TrainConfig) -> Path:
             "split_sizes": {"train": len(y_train), "val": len(y_val), "test": len(y_test)},
             "augment": augment,
             "augment_flip": flip and augment,
+            "augment_rotate": dataset.rotate_ok and augment,
+            "augment_ranges": {"tilt_deg": MAX_TILT, "zoom": MAX_ZOOM, "light": MAX_LIGHT},
         },
         data_fingerprints={k: v.fingerprint for k, v in splits.items()},
         clean_metrics=clean,

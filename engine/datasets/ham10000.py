@@ -93,6 +93,7 @@ HAM10000 = DatasetSpec(
     title="HAM10000 skin lesions (dermatoscopy)",
     classes=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"),
     loader=load_ham10000,
+    rotate_ok=True,  # a lesion seen through a dermatoscope has no up
     positive=("mel", "bcc", "akiec"),
     licence="CC BY-NC 4.0 (non-commercial use only)",
     attribution=(

@@ -122,6 +122,10 @@ class DatasetSpec:
     mirror_ok : bool, default=True
         Whether a left-right mirrored image is still a plausible sample (training
         augmentation). False for chest X-rays: the heart sits on the left.
+    rotate_ok : bool, default=False
+        Whether any rotation or a vertical flip is still a plausible sample
+        (dermoscopy: a lesion has no up). Otherwise training rotates by a few
+        degrees only.
     layout : str, default=""
         The folder layout the loader expects, as an indented tree (shown with
         the manual steps).
@@ -148,6 +152,7 @@ class DatasetSpec:
     seed: int = 0
     generated: bool = False
     mirror_ok: bool = True
+    rotate_ok: bool = False
     layout: str = ""
     download: RemoteFile | None = None
 

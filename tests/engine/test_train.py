@@ -234,3 +234,28 @@ def test_a_dataset_with_sick_classes_gets_a_validation_chosen_threshold(tmp_path
     assert 0.0 <= d["threshold"] <= 1.0
     assert (d["val"]["n_images"], d["test"]["n_images"]) == (60, 60)
     assert "sensitivity" in d["test_argmax"]
+
+
+def test_augmentation_keeps_anatomy_where_it_has_an_up():
+    from engine.train import MAX_LIGHT, _augment
+
+    x = np.zeros((40, 48, 48, 3), np.uint8)
+    x[:, :, :24] = 200  # the left half bright: a mirror or a large rotation would show
+    x[:, :24] += 30  # and the top brighter than the bottom
+    out = _augment(x, np.random.default_rng(0), flip=False)
+    assert out.shape == x.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, _augment(x, np.random.default_rng(0), flip=False))
+    left, right = out[:, :, :24].mean(axis=(1, 2, 3)), out[:, :, 24:].mean(axis=(1, 2, 3))
+    top, bottom = out[:, :24].mean(axis=(1, 2, 3)), out[:, 24:].mean(axis=(1, 2, 3))
+    assert (left > right).all() and (top > bottom).all(), "no mirror, no flip, a small tilt"
+    assert not np.array_equal(out[0], out[1]), "each image gets its own draw"
+    # exposure jitter stays within its declared range (plus the shifted-in edges)
+    assert np.abs(out.mean(axis=(1, 2, 3)) / x.mean() - 1).max() < 2 * MAX_LIGHT + 0.1
+    # dermoscopy: any angle and both flips
+    free = _augment(x, np.random.default_rng(0), flip=True, rotate=True)
+    swapped = free[:, :, :24].mean(axis=(1, 2, 3)) < free[:, :, 24:].mean(axis=(1, 2, 3))
+    upside = free[:, :24].mean(axis=(1, 2, 3)) < free[:, 24:].mean(axis=(1, 2, 3))
+    assert 0 < swapped.sum() < 40 and 0 < upside.sum() < 40
+    from engine.datasets import REGISTRY
+
+    assert REGISTRY["ham10000"].rotate_ok and not REGISTRY["chest_xray"].rotate_ok
