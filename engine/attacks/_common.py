@@ -71,3 +71,21 @@ def class_labels(labels: np.ndarray, n: int, target: int | None) -> np.ndarray:
     if target is None:
         return np.asarray(labels, dtype=np.int32).reshape(-1)
     return np.full(n, target, dtype=np.int32)
+
+
+def judge(
+    logits: np.ndarray, loss: np.ndarray, labels: np.ndarray, target: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """How bad each image is for the defender, from the logits and loss an attack computed.
+
+    ``labels`` are the loss's labels (the true classes, or ``target`` for every
+    image). Returns ``fooled`` (``(N,)`` bool: misclassified, or classified as
+    ``target``) and ``score`` (``(N,)`` float32: the true class's cross-entropy,
+    or minus the target's; larger is worse). Restarts and early stopping keep,
+    per image, fooled first and then the higher score.
+    """
+    pred = np.asarray(logits).argmax(axis=1)
+    score = np.asarray(loss, np.float32)
+    if target is None:
+        return pred != labels, score
+    return pred == target, -score

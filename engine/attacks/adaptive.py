@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.attacks._common import judge
 from engine.attacks.source import GradientSource
 from engine.defences.base import BACKWARD_BPDA, BACKWARD_EXACT, Defence
 from engine.defences.chain import Chain
@@ -311,10 +312,7 @@ def worse(
     """
     y = labels if target is None else np.full(len(adv), target, np.int32)
     logits, loss, _ = src.value_and_grad(adv.astype(np.float32), y)
-    pred = logits.argmax(axis=1)
-    if target is None:
-        return pred != labels, loss
-    return pred == target, -loss
+    return judge(logits, loss, labels, target)
 
 
 def threat_label(defence: Defence, eot_samples: int = 1, stand_in: StandIn | None = None) -> str:

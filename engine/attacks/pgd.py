@@ -27,7 +27,7 @@ first iterate ``x_t`` that the gradient source misclassifies (through a
 defence: at the defended input; targeted: classifies as the target) and
 that iterate is returned; an image no iterate fools returns its
 highest-loss iterate, as restarts judge them
-(:func:`engine.attacks.adaptive.worse`). So the result is the worst of
+(:func:`engine.attacks._common.judge`). So the result is the worst of
 ``x_0 ... x_T`` for the defender, not the last iterate (a sign-step iterate
 can leave the wrong class again), it can only get stronger with more steps
 along one trajectory (what a convergence check, Carlini et al. 2019
@@ -52,6 +52,7 @@ from engine.attacks._common import (
     as_float,
     class_labels,
     eps_param,
+    judge,
     like_input,
     optional_target,
     project_linf,
@@ -174,17 +175,14 @@ def _early_stop(
     comp: GradientSource, adv: np.ndarray, clean: np.ndarray, y: np.ndarray, params: PGDParams
 ) -> np.ndarray:
     """The PGD loop of :func:`attack` with early stopping: each image's worst iterate."""
-    targeted = params.target is not None
-    sign = np.float32(-1.0 if targeted else 1.0)
+    sign = np.float32(1.0 if params.target is None else -1.0)
     best = adv.copy()
     score = np.full(len(adv), -np.inf, np.float32)
     active = np.arange(len(adv))  # images no iterate has fooled yet
     for t in range(params.steps + 1):
         x = adv[active]
         logits, loss, grad = comp.value_and_grad(x, y[active])
-        pred = np.asarray(logits).argmax(axis=1)
-        fooled = pred == y[active] if targeted else pred != y[active]
-        lo = np.asarray(loss, np.float32) * sign
+        fooled, lo = judge(logits, loss, y[active], params.target)
         better = fooled | (lo > score[active])
         best[active[better]], score[active[better]] = x[better], lo[better]
         active, x, grad = active[~fooled], x[~fooled], np.asarray(grad)[~fooled]
