@@ -252,7 +252,7 @@ def convergence(entry: Entry) -> Convergence | None:
     """
     import json
 
-    from engine.evaluation.results import companion_dir
+    from engine.evaluation.results import companion_dir, load_manifest
 
     path = PROJECT_ROOT / "bench" / "results" / f"convergence_{entry.key}.json"
     try:
@@ -260,7 +260,7 @@ def convergence(entry: Entry) -> Convergence | None:
         sweep = companion_dir(entry.results_dir) if entry.results_dir is not None else None
         if sweep is None:
             return None
-        shipped = json.loads((sweep / "manifest.json").read_text())["spec"]["sha256"]
+        shipped = load_manifest(sweep)["spec"]["sha256"]
         if found["spec_sha256"] != shipped:
             return None
         cells = found["cells"]
@@ -274,7 +274,7 @@ def convergence(entry: Entry) -> Convergence | None:
             largest_change=float(found["largest_change_points"]),
             worst=tuple(c for c in worst if abs(c[2]) >= 1),
         )
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EngineError):
         return None
 
 

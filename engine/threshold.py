@@ -91,11 +91,16 @@ def patient_at(
     p, s = _pair(p_sick, sick)
     if not 0.0 <= threshold <= 1.0:
         raise ParamError(f"threshold must be in [0, 1]; got {threshold!r}.")
-    cm2 = metrics.confusion_matrix(s.astype(np.int64), (p >= threshold).astype(np.int64), 2)
+    called = (p >= threshold).astype(np.int64)
+    return _patient(metrics.confusion_matrix(s.astype(np.int64), called, 2))
+
+
+def _patient(cm2: np.ndarray) -> dict[str, float | list[list[int]]]:
+    """:func:`engine.metrics.patient_metrics` of a 2x2 matrix, with it and its image count."""
     return {
         **metrics.patient_metrics(cm2),
-        "confusion_binary": cm2.astype(int).tolist(),
-        "n_images": len(p),
+        "confusion_binary": np.asarray(cm2).astype(int).tolist(),
+        "n_images": int(np.asarray(cm2).sum()),
     }
 
 
@@ -160,9 +165,10 @@ def decide(
     t = choose_threshold(p_val, s_val)
     for name, (probs, y) in (("val", val), ("test", test)):
         p, s = sick_probability(probs, positive), _sick_truth(y, positive)
-        argmax = np.isin(np.asarray(probs).argmax(axis=1), [int(c) for c in positive])
         out[name] = patient_at(p, s, t)
-        out[f"{name}_argmax"] = patient_at(argmax.astype(np.float64), s, 0.5)
+        k = np.asarray(probs).shape[1]
+        cm2 = metrics.binary_confusion(y, np.asarray(probs).argmax(axis=1), positive, n_classes=k)
+        out[f"{name}_argmax"] = _patient(cm2)
     return Decision(threshold=t, criterion=CRITERION, chosen_on="val", **out)
 
 

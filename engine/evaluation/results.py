@@ -166,15 +166,8 @@ def _companion_rows(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     none &= rows["threat_model"] == THREAT_TRANSFER
     # A sweep whose adaptive attack differs from its transfer one (restarts, early
     # stopping) attacks "none" adaptively too: its own rows answer those cells.
-    attacked = set(
-        zip(
-            *(
-                rows.loc[adaptive & (rows["defence_key"] == NO_DEFENCE), c]
-                for c in ("attack", "eps")
-            ),
-            strict=True,
-        )
-    )
+    mine = rows[adaptive & (rows["defence_key"] == NO_DEFENCE)]
+    attacked = set(zip(mine["attack"], mine["eps"], strict=True))
     cells = zip(rows["attack"], rows["eps"], strict=True)
     none &= np.array([c not in attacked for c in cells], dtype=bool)
     own = ~rows["defence_key"].isin(set(table["defence_key"]))
