@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ def model_card(bundle: str | Path) -> str:
             "trained)."
             if meta.weights == "none"
             else "."
-        ),
+        )
+        + _provenance(meta),
         f"- Classes: {', '.join(meta.classes)}"
         + (
             f"; positive (sick) for the patient view: {', '.join(meta.positive)}."
@@ -134,6 +136,7 @@ def model_card(bundle: str | Path) -> str:
         + (" (any rotation)" if t.get("augment_rotate") else "")
         + f", class weights {'on' if t.get('class_weights') else 'off'}.",
         f"- Training time: {float(t.get('train_seconds', 0)) / 60:.1f} min on CPU.",
+        *_defence_lines(t),
         "",
         "## Clean test metrics",
         f"- Accuracy **{_pct(m.get('accuracy'))}**, macro recall {_pct(m.get('macro_recall'))}, "
@@ -164,6 +167,62 @@ def model_card(bundle: str | Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _provenance(meta: BundleMeta) -> str:
+    """Where pretrained weights came from and under which licence ("" where none)."""
+    if meta.weights != "imagenet":
+        return ""
+    path = (
+        Path(__file__).resolve().parents[1]
+        / "assets"
+        / "weights"
+        / f"{meta.backbone}_imagenet.json"
+    )
+    try:
+        p = json.loads(path.read_text())
+        return (
+            f" ImageNet weights from the `{p['source_package']['name']}` "
+            f"{p['source_package']['version']} package ({p['licence']}), {p['origin']}; converted "
+            f"to Keras by `{p['converter']}` and checked against PyTorch (record: "
+            f"`assets/weights/{path.name}`)."
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return " ImageNet weights as published by Keras."
+
+
+def _defence_lines(t: dict[str, Any]) -> list[str]:
+    """The card's lines on a training-time defence and the base model (none: no lines)."""
+    out: list[str] = []
+    base, d, check = t.get("base_model"), t.get("defence"), t.get("robust_check")
+    if isinstance(base, dict):
+        out.append(
+            f"- Fine-tuned from `{Path(str(base.get('path'))).name}` (model SHA-256 "
+            f"`{str(base.get('model_sha256'))[:16]}…`, clean accuracy "
+            f"{_pct(base.get('clean_accuracy'))})."
+        )
+    if isinstance(d, dict):
+        out.append(f"- Training-time defence: **{d.get('label')}** — {d.get('paper')}.")
+        if d.get("kind") == "filter":
+            out.append(
+                "  The filter is the model's first layer: every image, and every attack, goes "
+                "through it (white-box, exact gradient)."
+            )
+    if isinstance(check, dict):
+        hist = ", ".join(_pct(v) for v in check.get("balanced_accuracy_per_epoch", []))
+        p = check.get("params", {})
+        out.append(
+            f"- Robustness check each epoch: balanced accuracy under PGD-{p.get('steps')} at "
+            f"eps {p.get('eps')} on {check.get('images')} validation images: {hist or 'none'}."
+        )
+        if check.get("catastrophic_overfitting_epoch") is not None:
+            out.append(
+                f"- **Catastrophic overfitting** at epoch "
+                f"{int(check['catastrophic_overfitting_epoch']) + 1}: PGD accuracy collapsed "
+                "while training went on against the single-step attack; training stopped and "
+                "the best checkpoint before it was kept."
+            )
+    return out
 
 
 def _decision_lines(d: dict[str, Any], sick: str) -> list[str]:

@@ -47,6 +47,10 @@ from engine.bundle import (  # re-exported: they live in a TensorFlow-free modul
 from engine.bundle import short_error as _short
 from engine.errors import ModelError, ParamError
 from engine.fileio import atomic_write_text, json_default
+from engine.layers import GaussianBlur, MedianBlur
+
+#: Custom layers a bundle may hold (registered for safe-mode loading on import).
+CUSTOM_LAYERS = (GaussianBlur, MedianBlur)
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from engine import datasets as ds
-from engine import metrics
+from engine import hardening, metrics
 from engine.errors import EngineError, ParamError
 from engine.fileio import atomic_write_text
 from engine.gradients import predict
 from engine.models import (
     BUNDLE_HISTORY,
+    Bundle,
     BundleMeta,
     build_classifier,
     get_backbone,
@@ -58,6 +60,8 @@ CKPT_STATE = "state.json"
 CKPT_HISTORY = "history.csv"
 #: Training images used to recalibrate batch-norm statistics after each epoch.
 BN_CALIB_IMAGES = 1024
+#: Validation images of the per-epoch PGD check of adversarial training.
+ROBUST_CHECK_IMAGES = 128
 
 
 @declared
@@ -70,7 +74,9 @@ class TrainConfig:
     """
 
     dataset: str = required(f"dataset id ({', '.join(ds.REGISTRY)})")
-    backbone: str = required("backbone id (see engine.models.BACKBONES)")
+    backbone: str | None = param(
+        None, help="backbone id (see engine.models.BACKBONES); with --base, the base's"
+    )
     weights: str | None = param(
         None,
         help="imagenet (download via Keras), none (from scratch) or PATH.h5; "
@@ -87,6 +93,17 @@ class TrainConfig:
         0,
         help="unfreeze this many top layers of a pretrained backbone",
         flag="--fine-tune",
+    )
+    base: str | None = param(
+        None,
+        help="fine-tune this bundle (its backbone, input size and classes) instead of "
+        "building a new model; --fine-tune N also unfreezes N top layers of a frozen backbone",
+    )
+    defence: str | None = param(
+        None,
+        help="training-time defence (engine.hardening): adversarial:fgsm,eps=2 | "
+        "adversarial:fgsm_rs,eps=2 | adversarial:pgd,eps=2,steps=3 | filter:gaussian,sigma=1 "
+        "| filter:median,kernel=3",
     )
     class_weights: bool = param(True)
     augment: bool | None = param(
@@ -111,7 +128,11 @@ class TrainConfig:
         """Where the bundle goes."""
         if self.out:
             return Path(self.out)
-        return Path("runs") / "models" / f"{self.dataset}__{self.backbone}"
+        name = f"{self.dataset}__{self.backbone}"
+        if self.defence:  # e.g. chest_xray__mobilenet_v3_large__adversarial_fgsm_rs
+            head, _, rest = self.defence.partition(":")
+            name += f"__{head}_{rest.split(',')[0]}"
+        return Path("runs") / "models" / name
 
     def ckpt_path(self) -> Path:
         """Where per-epoch checkpoints go."""
@@ -136,11 +157,12 @@ class _Batches(keras.utils.PyDataset):
         flip: bool,
         rotate: bool = False,
         sample_weight: np.ndarray | None = None,
+        harden: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.batch_size = x, y, batch_size
         self.augment, self.flip, self.rotate = augment, flip, rotate
-        self.sample_weight = sample_weight
+        self.sample_weight, self.harden = sample_weight, harden
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if augment else np.arange(len(x))
 
@@ -152,6 +174,8 @@ class _Batches(keras.utils.PyDataset):
         xb = self.x[idx]
         if self.augment:
             xb = _augment(xb, self.rng, flip=self.flip, rotate=self.rotate)
+        if self.harden is not None:  # adversarial training: crafted on the current model
+            xb = self.harden(xb, self.y[idx], int(self.rng.integers(0, 2**31 - 1)))
         out: tuple[np.ndarray, ...] = (xb.astype("float32"), self.y[idx])
         if self.sample_weight is not None:
             out = (*out, self.sample_weight[idx])
@@ -312,16 +336,25 @@ class _Checkpointer(keras.callbacks.Callback):
     killed at any moment leaves the last complete epoch on disk.
     """
 
-    def __init__(self, ckpt: Path, patience: int, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        ckpt: Path,
+        patience: int,
+        state: dict[str, Any],
+        monitor: str = "val_loss",
+        higher: bool = False,
+    ) -> None:
         super().__init__()
         self.ckpt, self.patience, self.state = ckpt, patience, state
+        self.monitor, self.sign = monitor, (1.0 if higher else -1.0)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
         _append_history(self.ckpt / CKPT_HISTORY, epoch, logs)
-        val = logs.get("val_loss", logs.get("loss", float("inf")))
-        if val < self.state.get("best_val_loss", float("inf")):
-            self.state.update(best_val_loss=val, best_epoch=epoch, wait=0)
+        fallback = logs.get("val_loss", logs.get("loss", float("inf")))
+        score = self.sign * logs.get(self.monitor, -self.sign * fallback)
+        if score > self.state.get("best_score", -float("inf")):
+            self.state.update(best_score=score, monitor=self.monitor, best_epoch=epoch, wait=0)
             _atomic_save(self.model, self.ckpt / CKPT_BEST)
         else:
             self.state["wait"] = self.state.get("wait", 0) + 1
@@ -329,7 +362,7 @@ class _Checkpointer(keras.callbacks.Callback):
         _atomic_save(self.model, self.ckpt / CKPT_LAST)
         atomic_write_text(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
         if self.state["wait"] >= self.patience:
-            log.info("early stopping: no val_loss improvement for %d epochs", self.patience)
+            log.info("early stopping: no %s improvement for %d epochs", self.monitor, self.patience)
             self.state["stopped_early"] = True
             atomic_write_text(self.ckpt / CKPT_STATE, json.dumps(self.state, indent=2))
             self.model.stop_training = True
@@ -376,7 +409,9 @@ def train(config: TrainConfig) -> Path:
     none (from scratch); the bundle records the choice made.
     """
     config.validate()
-    spec = get_backbone(config.backbone)
+    defence = hardening.parse(config.defence)
+    config, base = _with_base(config)
+    spec = get_backbone(str(config.backbone))
     if config.weights is None:
         config = replace(config, weights="imagenet" if spec.imagenet else "none")
     size = int(config.input_size or spec.input_size)
@@ -385,6 +420,11 @@ def train(config: TrainConfig) -> Path:
     classes = list(splits["train"].classes)
     positive = [c for c in dataset.positive if c in classes]
     n_classes = len(classes)
+    if base is not None and list(base.meta.classes) != classes:
+        raise ParamError(
+            f"--base {config.base} was trained on the classes {base.meta.classes}, "
+            f"not this dataset's {classes}."
+        )
 
     x_train, y_train = _load(splits["train"], size, config.limit_train, "train")
     x_val, y_val = _load(splits["val"], size, config.limit_eval, "val")
@@ -412,14 +452,20 @@ def train(config: TrainConfig) -> Path:
         for name in (CKPT_LAST, CKPT_BEST, CKPT_STATE, CKPT_HISTORY):
             (ckpt / name).unlink(missing_ok=True)
         keras.utils.set_random_seed(config.seed)
-        model = build_classifier(
-            config.backbone,
-            n_classes,
-            weights=config.weights,
-            input_size=size,
-            dropout=config.dropout,
-            fine_tune_layers=config.fine_tune_layers,
-        )
+        if base is not None:
+            model = base.model
+            hardening.unfreeze_top(model, config.fine_tune_layers)
+        else:
+            model = build_classifier(
+                str(config.backbone),
+                n_classes,
+                weights=config.weights,
+                input_size=size,
+                dropout=config.dropout,
+                fine_tune_layers=config.fine_tune_layers,
+            )
+        if defence is not None and defence.kind == "filter":
+            model = hardening.with_filter(model, defence)
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -440,8 +486,19 @@ def train(config: TrainConfig) -> Path:
         flip=flip,
         rotate=dataset.rotate_ok,
         sample_weight=sample_weight,
+        harden=hardening.hardener(model, defence),
     )
     calib = x_train[np.random.default_rng(config.seed).permutation(len(x_train))[:BN_CALIB_IMAGES]]
+    robust: list[keras.callbacks.Callback] = []
+    monitor = ("val_loss", False)
+    if defence is not None and defence.kind == "adversarial":
+        pick = np.random.default_rng(config.seed).permutation(len(y_val))[:ROBUST_CHECK_IMAGES]
+        robust = [
+            hardening.RobustValidation(
+                x_val[np.sort(pick)], y_val[np.sort(pick)], defence.eps, n_classes, state
+            )
+        ]
+        monitor = ("val_pgd_balanced", True)
     done = state.get("stopped_early") or initial_epoch >= config.epochs
     t0 = time.time()
     if not done:
@@ -454,11 +511,12 @@ def train(config: TrainConfig) -> Path:
                 # First: recalibrate batch norm, then validate (fills val_* in the logs
                 # that the callbacks after it read).
                 _PreciseBNValidation(calib, x_val, y_val, config.batch_size),
+                *robust,
                 _EpochBar(config.epochs, len(batches)),
                 keras.callbacks.ReduceLROnPlateau(
                     monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0
                 ),
-                _Checkpointer(ckpt, config.patience, state),
+                _Checkpointer(ckpt, config.patience, state, *monitor),
             ],
         )
     train_seconds = time.time() - t0 + float(state.get("train_seconds", 0.0))
@@ -481,7 +539,7 @@ def train(config: TrainConfig) -> Path:
         classes=classes,
         positive=positive,
         input_size=size,
-        backbone=config.backbone,
+        backbone=str(config.backbone),
         weights=str(config.weights),
         training={
             **asdict(config),
@@ -499,6 +557,11 @@ def train(config: TrainConfig) -> Path:
             "augment_flip": flip and augment,
             "augment_rotate": dataset.rotate_ok and augment,
             "augment_ranges": {"tilt_deg": MAX_TILT, "zoom": MAX_ZOOM, "light": MAX_LIGHT},
+            "defence": defence.to_dict() if defence else None,
+            "base_model": hardening.base_record(base),
+            "robust_check": hardening.robust_record(
+                state, defence, min(ROBUST_CHECK_IMAGES, len(y_val))
+            ),
         },
         data_fingerprints={k: v.fingerprint for k, v in splits.items()},
         clean_metrics=clean,
@@ -512,7 +575,21 @@ def train(config: TrainConfig) -> Path:
 
 
 def _config_key(config: TrainConfig, size: int) -> str:
-    return f"{config.dataset}|{config.backbone}|{config.weights}|{size}|seed={config.seed}"
+    key = f"{config.dataset}|{config.backbone}|{config.weights}|{size}|seed={config.seed}"
+    if config.base or config.defence:
+        key += f"|base={config.base}|defence={config.defence}|ft={config.fine_tune_layers}"
+    return key
+
+
+def _with_base(config: TrainConfig) -> tuple[TrainConfig, Bundle | None]:
+    """``config`` completed from its ``--base`` bundle (backbone, input size, weights)."""
+    if not config.base:
+        if not config.backbone:
+            raise ParamError("train: give --backbone (or --base BUNDLE to fine-tune one).")
+        return config, None
+    base = hardening.load_base(config.base, config.dataset, config.backbone, config.input_size)
+    m = base.meta
+    return replace(config, backbone=m.backbone, input_size=m.input_size, weights=m.weights), base
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,470 @@
+"""Training-time defences: the ones that change the model, not its input.
+
+``python -m engine.train ... --defence SPEC`` trains (usually fine-tunes a
+``--base`` bundle) with one of them; the bundle's metadata and card record
+it. ``SPEC`` is ``KIND:METHOD[,key=value,...]``:
+
+* ``adversarial:fgsm,eps=2`` — seed 001's *adversarial retraining*: each
+  training batch has a fraction ``mix`` (default 0.5) of its images replaced
+  by FGSM images of themselves with their true labels, crafted on the model
+  being trained (Goodfellow et al. 2015).
+* ``adversarial:fgsm_rs,eps=2`` — *fast adversarial training* (Wong, Rice,
+  Kolter 2020, "Fast is better than free"): one FGSM step of ``1.25 * eps``
+  from a uniform random start in the eps-ball, every image (``mix=1``).
+* ``adversarial:pgd,eps=2,steps=3`` — *PGD adversarial training* (Madry et
+  al. 2018): PGD with a random start and step ``max(0.5, 2.5 * eps / steps)``
+  unless ``step_size`` is given, every image.
+* ``filter:gaussian,sigma=1`` / ``filter:median,kernel=3`` — seed 004's
+  *filter training*: the same filter at training and at test time, built into
+  the model as its first layer (:mod:`engine.layers`), so every attack on the
+  bundle goes through it with its exact gradient (white-box).
+
+Adversarial images are crafted by :func:`engine.attacks.run_attack` (budget
+enforced, uint8) on the model in inference mode, one batch at a time. A model
+trained against one attack can look robust to it and fall to a stronger one
+(catastrophic overfitting of FGSM training, Wong et al. 2020 section 5), so
+every epoch :class:`RobustValidation` measures PGD-10 accuracy on a fixed
+held-out batch; training keeps the checkpoint with the best *balanced* PGD
+accuracy (macro recall: a model that calls everything "pneumonia" scores the
+majority rate on plain accuracy) and stops with a warning when it collapses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from engine.errors import ParamError
+
+if TYPE_CHECKING:
+    from engine.models import Bundle
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ADVERSARIAL",
+    "FILTERS",
+    "RobustValidation",
+    "TrainingDefence",
+    "adversarial_images",
+    "check_steps",
+    "parse",
+    "robust_params",
+]
+
+
+@dataclass(frozen=True)
+class _Method:
+    """One training-time defence method: what it is, its attack, its defaults."""
+
+    title: str
+    paper: str
+    attack: str  # engine.attacks id used to craft the training images ("" for filters)
+    allowed: tuple[str, ...]  # keys a spec may give
+    mix: float = 1.0  # default fraction of each batch made adversarial
+
+
+#: Adversarial training methods, by the METHOD of ``adversarial:METHOD,...``.
+ADVERSARIAL: dict[str, _Method] = {
+    "fgsm": _Method(
+        "adversarial retraining (FGSM)",
+        "Goodfellow, Shlens, Szegedy, ICLR 2015; seed 001's adversarial retraining",
+        "fgsm",
+        ("eps", "mix"),
+        mix=0.5,
+    ),
+    "fgsm_rs": _Method(
+        "fast adversarial training (FGSM with random start)",
+        "Wong, Rice, Kolter. Fast is better than free. ICLR 2020. arXiv:2001.03994",
+        "pgd",
+        ("eps", "mix", "alpha"),
+    ),
+    "pgd": _Method(
+        "PGD adversarial training",
+        "Madry et al. Towards Deep Learning Models Resistant to Adversarial "
+        "Attacks. ICLR 2018. arXiv:1706.06083",
+        "pgd",
+        ("eps", "mix", "steps", "step_size"),
+    ),
+}
+
+#: Filters a model can be trained with (``filter:METHOD,...``): engine.layers classes.
+FILTERS: dict[str, _Method] = {
+    "gaussian": _Method(
+        "Gaussian-trained (the blur at training and test time)",
+        "Jézéquel 2019 (seed 004), filter training",
+        "",
+        ("sigma",),
+    ),
+    "median": _Method(
+        "median-trained (the filter at training and test time)",
+        "Jézéquel 2019 (seed 004), filter training",
+        "",
+        ("kernel",),
+    ),
+}
+
+_KINDS = {"adversarial": ADVERSARIAL, "filter": FILTERS}
+_EXAMPLES = (
+    "adversarial:fgsm,eps=2 | adversarial:fgsm_rs,eps=2 | adversarial:pgd,eps=2,steps=3 "
+    "| filter:gaussian,sigma=1 | filter:median,kernel=3"
+)
+
+
+@dataclass(frozen=True)
+class TrainingDefence:
+    """A parsed ``--defence`` spec (see the module docstring).
+
+    Attributes
+    ----------
+    kind : {"adversarial", "filter"}
+    method : str
+        Key of :data:`ADVERSARIAL` or :data:`FILTERS`.
+    params : dict
+        For ``adversarial``: the parameters of the crafting attack
+        (:mod:`engine.attacks`), validated; for ``filter``: the layer's.
+    mix : float
+        Fraction of each training batch replaced by adversarial images.
+    """
+
+    kind: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    mix: float = 1.0
+
+    @property
+    def info(self) -> _Method:
+        return _KINDS[self.kind][self.method]
+
+    @property
+    def eps(self) -> float:
+        """The adversarial budget (0 for a filter)."""
+        return float(self.params.get("eps", 0.0))
+
+    def label(self) -> str:
+        """One line for cards and logs, e.g. ``PGD adversarial training (eps 2, 3 steps)``."""
+        p = self.params
+        if self.kind == "filter":
+            args = ", ".join(f"{k} {v:g}" for k, v in p.items())
+            return f"{self.info.title}: {self.method} {args}"
+        bits = [f"eps {p['eps']:g}/255"]
+        if self.method == "pgd":
+            bits.append(f"{p['steps']} steps of {p['step_size']:g}")
+        if self.method == "fgsm_rs":
+            bits.append(f"step {p['step_size']:g} from a random start")
+        bits.append(f"{self.mix:.0%} of each batch")
+        return f"{self.info.title} ({', '.join(bits)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the bundle's metadata records (``training.defence``)."""
+        return {
+            "kind": self.kind,
+            "method": self.method,
+            "params": dict(self.params),
+            "mix": self.mix,
+            "label": self.label(),
+            "paper": self.info.paper,
+        }
+
+
+def _number(key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ParamError(f"--defence: '{key}' must be a number; got {text!r}.") from None
+
+
+def parse(text: str | None) -> TrainingDefence | None:
+    """Parse a ``--defence`` spec; ``None`` or ``""`` means no training-time defence.
+
+    Raises
+    ------
+    ParamError
+        Unknown kind, method or key, or a value out of its declared range.
+    """
+    if not text:
+        return None
+    head, _, rest = text.partition(":")
+    kind = head.strip()
+    if kind not in _KINDS:
+        raise ParamError(
+            f"--defence: unknown kind {kind!r}; use one of {', '.join(_KINDS)} (e.g. {_EXAMPLES})."
+        )
+    parts = [s.strip() for s in rest.split(",") if s.strip()]
+    methods = _KINDS[kind]
+    if not parts or parts[0] not in methods:
+        got = parts[0] if parts else ""
+        raise ParamError(
+            f"--defence {kind}: unknown method {got!r}; use one of {', '.join(methods)} "
+            f"(e.g. {_EXAMPLES})."
+        )
+    method, info = parts[0], methods[parts[0]]
+    values: dict[str, float] = {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in info.allowed:
+            raise ParamError(
+                f"--defence {kind}:{method}: {part!r} is not key=value with a key in "
+                f"{', '.join(info.allowed)}."
+            )
+        values[key] = _number(key, value.strip())
+    if kind == "filter":
+        return TrainingDefence(kind, method, _filter_params(method, values), mix=1.0)
+    return _adversarial(method, info, values)
+
+
+def _filter_params(method: str, values: Mapping[str, float]) -> dict[str, Any]:
+    from engine.defences import make_defence
+
+    params: dict[str, Any] = {k: (int(v) if method == "median" else v) for k, v in values.items()}
+    # the input defence of the same name validates the values (one declaration)
+    make_defence(method, params)
+    if method == "gaussian":
+        return {"sigma": float(params.get("sigma", 1.0))}
+    return {"kernel": int(params.get("kernel", 3))}
+
+
+def _adversarial(method: str, info: _Method, values: dict[str, float]) -> TrainingDefence:
+    from engine.attacks import REGISTRY
+    from engine.params import as_dict, build
+
+    mix = values.pop("mix", info.mix)
+    if not 0.0 < mix <= 1.0:
+        raise ParamError(f"--defence adversarial: 'mix' must be in (0, 1]; got {mix:g}.")
+    if "eps" not in values or values["eps"] <= 0:
+        raise ParamError(
+            f"--defence adversarial:{method}: give a budget eps > 0 (0-255 units), e.g. eps=2."
+        )
+    eps = values["eps"]
+    attack: dict[str, Any] = {"eps": eps}
+    if method == "fgsm_rs":
+        # Wong et al. 2020: alpha = 1.25 eps from a uniform random start
+        alpha = values.pop("alpha", 1.25)
+        attack.update(steps=1, step_size=max(0.1, alpha * eps), random_start=True)
+    elif method == "pgd":
+        steps = int(values.get("steps", 3))
+        step = values.get("step_size", max(0.5, 2.5 * eps / max(steps, 1)))
+        attack.update(steps=steps, step_size=step, random_start=True)
+    params_cls = REGISTRY[info.attack].params_cls
+    checked = as_dict(build(params_cls, attack, owner=f"--defence adversarial:{method}"))
+    keep = {k: checked[k] for k in attack}
+    return TrainingDefence("adversarial", method, keep, mix=float(mix))
+
+
+def adversarial_images(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    defence: TrainingDefence,
+    *,
+    seed: int,
+) -> np.ndarray:
+    """``images`` with a seeded fraction ``defence.mix`` replaced by adversarial ones.
+
+    The adversarial images are crafted on ``model`` as it is now (inference
+    mode) with the true ``labels``, through :func:`engine.attacks.run_attack`
+    (budget enforced, uint8). Returns a new uint8 array; ``images`` is unchanged.
+    """
+    from engine.attacks import run_attack
+
+    rng = np.random.default_rng(seed)
+    out = np.array(images, dtype=np.uint8, copy=True)
+    n = len(out)
+    k = n if defence.mix >= 1.0 else int(rng.binomial(n, defence.mix))
+    if k == 0:
+        return out
+    pick = np.sort(rng.permutation(n)[:k])
+    params = dict(defence.params)
+    if defence.info.attack == "pgd":
+        params["seed"] = int(rng.integers(0, 2**31 - 1))
+    out[pick] = run_attack(
+        defence.info.attack, model, out[pick], labels[pick], params, batch_size=len(pick)
+    )
+    return out
+
+
+def robust_params(eps: float, steps: int = 10) -> dict[str, Any]:
+    """PGD settings of the per-epoch robustness check: ``steps`` steps of ``2.5 eps / steps``."""
+    return {
+        "eps": float(eps),
+        "steps": int(steps),
+        "step_size": max(0.1, 2.5 * eps / steps),
+        "random_start": True,
+        "seed": 0,
+    }
+
+
+def check_steps(history: list[float], *, drop: float = 0.2) -> bool:
+    """Whether the last value of a robust-accuracy history has *collapsed*.
+
+    Catastrophic overfitting (Wong et al. 2020): PGD accuracy falls within an
+    epoch from its best to near zero while FGSM accuracy stays high. Here:
+    the last value is more than ``drop`` below the best so far *and* below
+    half of it.
+    """
+    if len(history) < 2:
+        return False
+    best, last = max(history[:-1]), history[-1]
+    return best - last > drop and last < 0.5 * best
+
+
+class RobustValidation(keras.callbacks.Callback):
+    """Each epoch: FGSM and PGD-10 accuracy on a fixed held-out batch; stop on a collapse.
+
+    Adds ``val_fgsm_acc``, ``val_pgd_acc`` and ``val_pgd_balanced`` (macro
+    recall under PGD) to the epoch's logs, appends the last to
+    ``state["pgd_history"]``, and when it collapses (:func:`check_steps`)
+    records ``state["catastrophic_overfitting"] = epoch``, warns and stops
+    training; the best checkpoint (by ``val_pgd_balanced``) is the one kept.
+    Put it after the batch-norm recalibration and before the checkpointer.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, eps: float, n_classes: int, state: dict[str, Any]
+    ) -> None:
+        super().__init__()
+        self.x, self.y, self.eps, self.n_classes, self.state = x, y, eps, n_classes, state
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from engine.attacks import run_attack
+        from engine.gradients import predict
+        from engine.metrics import summarize
+
+        if logs is None or not len(self.y):
+            return
+        fgsm = run_attack("fgsm", self.model, self.x, self.y, {"eps": self.eps})
+        pgd = run_attack("pgd", self.model, self.x, self.y, robust_params(self.eps))
+        logs["val_fgsm_acc"] = float((predict(self.model, fgsm).argmax(1) == self.y).mean())
+        probs = predict(self.model, pgd)
+        logs["val_pgd_acc"] = float((probs.argmax(1) == self.y).mean())
+        balanced = float(summarize(self.y, probs, n_classes=self.n_classes)["macro_recall"])
+        logs["val_pgd_balanced"] = balanced
+        history = [float(v) for v in self.state.get("pgd_history", [])] + [balanced]
+        self.state["pgd_history"] = history
+        if check_steps(history):
+            self.state["catastrophic_overfitting"] = epoch
+            log.warning(
+                "catastrophic overfitting at epoch %d: balanced PGD accuracy fell from %.3f "
+                "to %.3f (FGSM accuracy %.3f); stopping and keeping the best checkpoint",
+                epoch + 1,
+                max(history[:-1]),
+                balanced,
+                logs["val_fgsm_acc"],
+            )
+            self.model.stop_training = True
+
+
+def with_filter(model: keras.Model, defence: TrainingDefence) -> keras.Model:
+    """``model`` with the filter of a ``filter:`` defence as its first layer.
+
+    ``model`` must be a chain of layers after its input, as
+    :func:`engine.models.build_classifier` makes; the backbone is shared, the
+    head copied with its weights, and the ``"logits"`` / ``"probs"`` contract
+    is kept.
+    """
+    from engine.layers import filter_layer
+
+    if defence.kind != "filter":
+        raise ParamError(f"with_filter needs a filter defence; got {defence.kind!r}.")
+    if any(layer.name == "train_filter" for layer in model.layers):
+        raise ParamError("This model already has a training-time filter; start from one without.")
+    if len(model.inputs) != 1:
+        raise ParamError("with_filter needs a model with one input.")
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]), name="image")
+    x = filter_layer(defence.method, defence.params)(inputs)
+    for layer in model.layers[1:]:
+        if isinstance(layer, keras.Model):  # the backbone: shared, called as one operation
+            x = layer(x)
+            continue
+        # the head: fresh copies with the same weights, so that their outputs (the
+        # "logits" the attacks read) belong to this graph
+        twin = layer.__class__.from_config(layer.get_config())
+        x = twin(x)
+        twin.set_weights(layer.get_weights())
+    return keras.Model(inputs, x, name=model.name)
+
+
+def unfreeze_top(model: keras.Model, n_layers: int) -> int:
+    """Unfreeze the top ``n_layers`` of a frozen pretrained backbone inside ``model``.
+
+    For fine-tuning a ``--base`` bundle whose backbone was frozen (batch norm
+    stays frozen, as in :func:`engine.models.build_classifier`). Returns the
+    number of backbone layers now trainable (0 when ``model`` has no nested
+    backbone).
+    """
+    from engine.models import _flat_layers, _unfreeze_top
+
+    if n_layers <= 0:
+        return 0
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not nested:
+        return 0
+    backbone = nested[0]
+    _unfreeze_top(backbone, n_layers)
+    return sum(1 for layer in _flat_layers(backbone) if layer.trainable and layer.weights)
+
+
+# --------------------------------------------------------------------------- training glue
+def load_base(path: str, dataset: str, backbone: str | None, input_size: int | None) -> Bundle:
+    """The ``--base`` bundle to fine-tune, checked against the run's settings."""
+    from engine.models import load_bundle
+
+    base = load_bundle(path)
+    m = base.meta
+    if m.dataset_id != dataset:
+        raise ParamError(f"--base {path} was trained on {m.dataset_id!r}, not {dataset!r}.")
+    for name, given, have in (
+        ("--backbone", backbone, m.backbone),
+        ("--input-size", input_size, m.input_size),
+    ):
+        if given is not None and given != have:
+            raise ParamError(f"{name} {given} differs from the --base bundle's {have}.")
+    return base
+
+
+def base_record(base: Bundle | None) -> dict[str, Any] | None:
+    """What a fine-tuned bundle records of its base (``training.base_model``)."""
+    if base is None:
+        return None
+    return {
+        "path": str(base.path),
+        "model_sha256": base.meta.model_sha256,
+        "backbone": base.meta.backbone,
+        "clean_accuracy": base.meta.clean_metrics.get("accuracy"),
+        "defence": (base.meta.training or {}).get("defence"),
+    }
+
+
+def robust_record(
+    state: dict[str, Any], defence: TrainingDefence | None, images: int
+) -> dict[str, Any] | None:
+    """The per-epoch PGD check of an adversarial run (``training.robust_check``)."""
+    if defence is None or defence.kind != "adversarial":
+        return None
+    return {
+        "attack": "pgd",
+        "params": robust_params(defence.eps),
+        "images": images,
+        "balanced_accuracy_per_epoch": state.get("pgd_history", []),
+        "catastrophic_overfitting_epoch": state.get("catastrophic_overfitting"),
+    }
+
+
+def hardener(
+    model: keras.Model, defence: TrainingDefence | None
+) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None:
+    """The batch transform of an adversarial-training run (``None`` otherwise)."""
+    if defence is None or defence.kind != "adversarial":
+        return None
+    adv = defence
+
+    def harden(xb: np.ndarray, yb: np.ndarray, seed: int) -> np.ndarray:
+        return adversarial_images(model, xb, yb, adv, seed=seed)
+
+    return harden
