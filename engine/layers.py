@@ -25,6 +25,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 __all__ = ["GaussianBlur", "MedianBlur", "filter_layer"]
@@ -49,7 +50,7 @@ class GaussianBlur(keras.layers.Layer):
         self._mw = ops.convert_to_tensor(gaussian_matrix(w, self.sigma, self.kernel))
         super().build(input_shape)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         x = ops.cast(x, "float32")
         y = ops.einsum("hi,niwc->nhwc", self._mh, x)
         return ops.einsum("wj,nhjc->nhwc", self._mw, y)
@@ -71,7 +72,7 @@ class MedianBlur(keras.layers.Layer):
             raise ValueError(f"MedianBlur: kernel must be odd and >= 3; got {kernel!r}.")
         self.kernel = int(kernel)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         x = ops.cast(x, "float32")
         r = self.kernel // 2
         h, w = ops.shape(x)[1], ops.shape(x)[2]
