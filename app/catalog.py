@@ -56,9 +56,25 @@ def results_roots() -> list[Path]:
     return [ASSETS / "results", PROJECT_ROOT / "runs" / "recap"]
 
 
-def key(dataset_id: str, backbone: str) -> str:
-    """Folder name of a (dataset, backbone) pair."""
-    return f"{dataset_id}__{backbone}"
+def key(dataset_id: str, backbone: str, variant: str = "") -> str:
+    """Folder name of a (dataset, backbone[, variant]) choice.
+
+    ``variant`` names a model trained with a training-time defence
+    (:mod:`engine.hardening`), e.g. ``adversarial_fgsm_rs``: the folder
+    ``python -m engine.train ... --defence adversarial:fgsm_rs,...`` writes.
+    """
+    return f"{dataset_id}__{backbone}" + (f"__{variant}" if variant else "")
+
+
+def split_key(name: str) -> tuple[str, str, str] | None:
+    """``(dataset, backbone, variant)`` of a folder name, or ``None`` if it names no known pair."""
+    parts = name.split("__")
+    if len(parts) not in (2, 3) or not all(parts):
+        return None
+    ds_id, backbone = parts[0], parts[1]
+    if ds_id not in datasets.REGISTRY or backbone not in BACKBONE_INFO:
+        return None
+    return ds_id, backbone, parts[2] if len(parts) == 3 else ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,9 @@ class Entry:
         The bundle's metadata (read without loading the model).
     shipped : bool
         True when the model comes with the project (``assets/``).
+    variant : str
+        ``""`` for the standard model; else the training-time defence it was
+        trained with (the folder suffix, e.g. ``adversarial_fgsm_rs``).
     """
 
     dataset_id: str
@@ -118,11 +137,22 @@ class Entry:
     results_dir: Path | None = None
     meta: BundleMeta | None = None
     shipped: bool = False
+    variant: str = ""
 
     @property
     def key(self) -> str:
-        """``<dataset>__<backbone>``."""
-        return key(self.dataset_id, self.backbone)
+        """``<dataset>__<backbone>[__<variant>]``."""
+        return key(self.dataset_id, self.backbone, self.variant)
+
+    @property
+    def variant_title(self) -> str:
+        """``"standard training"``, or the training-time defence in a few words."""
+        if not self.variant:
+            return "standard training"
+        d = (self.meta.training or {}).get("defence") if self.meta else None
+        if isinstance(d, dict) and d.get("short"):
+            return str(d["short"])
+        return self.variant.replace("_", " ")
 
     @property
     def has_model(self) -> bool:
@@ -135,7 +165,8 @@ class Entry:
         spec = datasets.REGISTRY.get(self.dataset_id)
         ds = spec.title if spec else self.dataset_id
         info = BACKBONE_INFO.get(self.backbone)
-        return f"{ds} · {info.title if info else self.backbone}"
+        title = f"{ds} · {info.title if info else self.backbone}"
+        return title + (f" · {self.variant_title}" if self.variant else "")
 
 
 def _bundle_in(root: Path, name: str) -> Path | None:
@@ -143,8 +174,8 @@ def _bundle_in(root: Path, name: str) -> Path | None:
     return d if (d / BUNDLE_META).is_file() and (d / BUNDLE_MODEL).is_file() else None
 
 
-def find(dataset_id: str, backbone: str) -> Entry:
-    """The model and results for a (dataset, backbone) choice.
+def find(dataset_id: str, backbone: str, variant: str = "") -> Entry:
+    """The model and results for a (dataset, backbone[, variant]) choice.
 
     Shipped bundles win over user-trained ones of the same name. Results are
     looked for beside the model's root first (``assets/results`` for a
@@ -159,7 +190,9 @@ def find(dataset_id: str, backbone: str) -> Entry:
         raise ParamError(f"Unknown dataset {dataset_id!r}; known: {', '.join(datasets.REGISTRY)}.")
     if backbone not in BACKBONE_INFO:
         raise ParamError(f"Unknown backbone {backbone!r}; known: {', '.join(BACKBONE_INFO)}.")
-    name = key(dataset_id, backbone)
+    if variant and (not variant.replace("_", "").isalnum() or "__" in variant):
+        raise ParamError(f"Unknown model variant {variant!r}.")
+    name = key(dataset_id, backbone, variant)
     model_dir, meta, shipped = None, None, False
     for i, root in enumerate(model_roots()):
         found = _bundle_in(root, name)
@@ -175,7 +208,7 @@ def find(dataset_id: str, backbone: str) -> Entry:
     if model_dir is not None and not shipped:
         roots = roots[::-1]
     results_dir = next((r / name for r in roots if (r / name / "manifest.json").is_file()), None)
-    return Entry(dataset_id, backbone, model_dir, results_dir, meta, shipped)
+    return Entry(dataset_id, backbone, model_dir, results_dir, meta, shipped, variant)
 
 
 def entries(*, with_model_only: bool = False) -> list[Entry]:
@@ -183,17 +216,18 @@ def entries(*, with_model_only: bool = False) -> list[Entry]:
 
     With ``with_model_only`` only pairs that have a model bundle are listed.
     """
-    names: set[tuple[str, str]] = set()
+    names: set[tuple[str, str, str]] = set()
     for root in model_roots() + results_roots():
         if not root.is_dir():
             continue
         for d in root.iterdir():
-            ds_id, sep, backbone = d.name.partition("__")
-            if sep and ds_id in datasets.REGISTRY and backbone in BACKBONE_INFO:
-                names.add((ds_id, backbone))
+            parts = split_key(d.name)
+            if parts is not None:
+                names.add(parts)
     order = {ds_id: i for i, ds_id in enumerate(datasets.REGISTRY)}
     border = {b: i for i, b in enumerate(BACKBONE_INFO)}
-    found = [find(d, b) for d, b in sorted(names, key=lambda p: (order[p[0]], border[p[1]]))]
+    ranked = sorted(names, key=lambda p: (order[p[0]], border[p[1]], p[2]))
+    found = [find(d, b, v) for d, b, v in ranked]
     if with_model_only:
         found = [e for e in found if e.has_model]
     return sorted(found, key=lambda e: not e.shipped)

@@ -63,6 +63,7 @@ class _Method:
     """One training-time defence method: what it is, its attack, its defaults."""
 
     title: str
+    short: str  # for pickers: what the model is, in a few words
     paper: str
     attack: str  # engine.attacks id used to craft the training images ("" for filters)
     allowed: tuple[str, ...]  # keys a spec may give
@@ -73,6 +74,7 @@ class _Method:
 ADVERSARIAL: dict[str, _Method] = {
     "fgsm": _Method(
         "adversarial retraining (FGSM)",
+        "adversarially retrained (FGSM)",
         "Goodfellow, Shlens, Szegedy, ICLR 2015; seed 001's adversarial retraining",
         "fgsm",
         ("eps", "mix"),
@@ -80,11 +82,13 @@ ADVERSARIAL: dict[str, _Method] = {
     ),
     "fgsm_rs": _Method(
         "fast adversarial training (FGSM with random start)",
+        "fast adversarial training (FGSM-RS)",
         "Wong, Rice, Kolter. Fast is better than free. ICLR 2020. arXiv:2001.03994",
         "pgd",
         ("eps", "mix", "alpha"),
     ),
     "pgd": _Method(
+        "PGD adversarial training",
         "PGD adversarial training",
         "Madry et al. Towards Deep Learning Models Resistant to Adversarial "
         "Attacks. ICLR 2018. arXiv:1706.06083",
@@ -97,12 +101,14 @@ ADVERSARIAL: dict[str, _Method] = {
 FILTERS: dict[str, _Method] = {
     "gaussian": _Method(
         "Gaussian-trained (the blur at training and test time)",
+        "Gaussian-trained",
         "Jézéquel 2019 (seed 004), filter training",
         "",
         ("sigma",),
     ),
     "median": _Method(
         "median-trained (the filter at training and test time)",
+        "median-trained",
         "Jézéquel 2019 (seed 004), filter training",
         "",
         ("kernel",),
@@ -160,6 +166,13 @@ class TrainingDefence:
         bits.append(f"{self.mix:.0%} of each batch")
         return f"{self.info.title} ({', '.join(bits)})"
 
+    def short(self) -> str:
+        """A few words for pickers, e.g. ``fast adversarial training (FGSM-RS), eps 4``."""
+        if self.kind == "filter":
+            (k, v), *_ = self.params.items()
+            return f"{self.info.short}, {'σ' if k == 'sigma' else k} {v:g}"
+        return f"{self.info.short}, ε {self.eps:g}"
+
     def to_dict(self) -> dict[str, Any]:
         """What the bundle's metadata records (``training.defence``)."""
         return {
@@ -168,6 +181,7 @@ class TrainingDefence:
             "params": dict(self.params),
             "mix": self.mix,
             "label": self.label(),
+            "short": self.short(),
             "paper": self.info.paper,
         }
 

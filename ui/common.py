@@ -34,6 +34,7 @@ DEFAULT_BACKBONE = "mobilenet_v3_large"
 #: Session-state keys of the choice that follows the user across pages.
 KEY_DATASET = "sel_dataset"
 KEY_BACKBONE = "sel_backbone"
+KEY_VARIANT = "sel_variant"
 
 #: Backbones offered in the picker (the tiny test CNN is for tests and the synthetic set).
 PICKER_BACKBONES = ["mobilenet_v3_large", "mobilenet_v3_small", "resnet50", "inception_v3"]
@@ -55,7 +56,16 @@ def _dataset_options() -> list[str]:
 
 def _backbone_options(dataset_id: str) -> list[str]:
     extra = [e.backbone for e in _entries() if e.dataset_id == dataset_id]
-    return PICKER_BACKBONES + [b for b in extra if b not in PICKER_BACKBONES]
+    return PICKER_BACKBONES + [b for b in dict.fromkeys(extra) if b not in PICKER_BACKBONES]
+
+
+def _variants(dataset_id: str, backbone: str) -> dict[str, catalog.Entry]:
+    """The training-time-defence variants of a pair that have a model (``""``: standard)."""
+    return {
+        e.variant: e
+        for e in _entries()
+        if e.dataset_id == dataset_id and e.backbone == backbone and e.variant and e.has_model
+    }
 
 
 def _dataset_label(dataset_id: str) -> str:
@@ -66,7 +76,11 @@ def _dataset_label(dataset_id: str) -> str:
 
 def _backbone_label(dataset_id: str, backbone: str) -> str:
     entry = next(
-        (e for e in _entries() if e.dataset_id == dataset_id and e.backbone == backbone),
+        (
+            e
+            for e in _entries()
+            if e.dataset_id == dataset_id and e.backbone == backbone and not e.variant
+        ),
         catalog.Entry(dataset_id, backbone),
     )
     title = BACKBONE_INFO[backbone].title
@@ -88,6 +102,7 @@ def _from_link() -> None:
         st.session_state[KEY_BACKBONE] = models[0] if models else DEFAULT_BACKBONE
     if params.get("backbone") in BACKBONE_INFO:
         st.session_state[KEY_BACKBONE] = params["backbone"]
+    st.session_state[KEY_VARIANT] = params.get("variant", "")
 
 
 def _follow_dataset() -> None:
@@ -125,7 +140,27 @@ def picker() -> catalog.Entry:
         key=KEY_BACKBONE,
         format_func=lambda b: _backbone_label(dataset_id, b),
     )
-    st.query_params.update(dataset=dataset_id, backbone=st.session_state[KEY_BACKBONE])
+    variants = _variants(dataset_id, st.session_state[KEY_BACKBONE])
+    if variants:
+        options = ["", *variants]
+        if st.session_state.get(KEY_VARIANT) not in options:
+            st.session_state[KEY_VARIANT] = ""
+        st.sidebar.selectbox(
+            "Training",
+            options,
+            key=KEY_VARIANT,
+            format_func=lambda v: variants[v].variant_title if v else "standard training",
+            help="Models trained with a training-time defence (adversarial or filter "
+            "training) are listed beside the standard one.",
+        )
+    else:
+        st.session_state[KEY_VARIANT] = ""
+    chosen = {"dataset": dataset_id, "backbone": st.session_state[KEY_BACKBONE]}
+    if st.session_state[KEY_VARIANT]:
+        chosen["variant"] = st.session_state[KEY_VARIANT]
+    elif "variant" in st.query_params:
+        del st.query_params["variant"]
+    st.query_params.update(**chosen)
     return current()
 
 
@@ -133,8 +168,9 @@ def current() -> catalog.Entry:
     """The choice in this session (the shipped default before any is made)."""
     dataset_id = st.session_state.get(KEY_DATASET, DEFAULT_DATASET)
     backbone = st.session_state.get(KEY_BACKBONE, DEFAULT_BACKBONE)
+    variant = st.session_state.get(KEY_VARIANT, "")
     try:
-        return catalog.find(dataset_id, backbone)
+        return catalog.find(dataset_id, backbone, variant)
     except EngineError:
         return catalog.find(DEFAULT_DATASET, DEFAULT_BACKBONE)
 

@@ -324,3 +324,23 @@ def test_convergence_measured_on_another_spec_is_not_shown(tmp_path, monkeypatch
     assert catalog.convergence(entry) is not None
     path.write_text(json.dumps({**found, "spec_sha256": "0" * 64}))
     assert catalog.convergence(entry) is None, "a check of an attack the sweep no longer runs"
+
+
+def test_a_training_time_defence_variant_is_its_own_entry(project):
+    _bundle(project["runs_models"], "chest_xray", "resnet50")
+    d = project["runs_models"] / catalog.key("chest_xray", "resnet50", "adversarial_fgsm_rs")
+    d.mkdir(parents=True)
+    meta = json.loads((project["runs_models"] / "chest_xray__resnet50" / "meta.json").read_text())
+    meta["training"] = {"defence": {"short": "fast adversarial training (FGSM-RS), ε 4"}}
+    (d / "meta.json").write_text(json.dumps(meta))
+    (d / "model.keras").write_bytes(b"")
+    keys = [e.key for e in catalog.entries()]
+    assert keys == ["chest_xray__resnet50", "chest_xray__resnet50__adversarial_fgsm_rs"]
+    e = catalog.find("chest_xray", "resnet50", "adversarial_fgsm_rs")
+    assert e.model_dir == d and e.variant == "adversarial_fgsm_rs"
+    assert e.title.endswith("· ResNet50 · fast adversarial training (FGSM-RS), ε 4")
+    assert catalog.find("chest_xray", "resnet50").variant_title == "standard training"
+    assert catalog.split_key("chest_xray__resnet50__x__y") is None
+    assert catalog.split_key("nope__resnet50__x") is None
+    with pytest.raises(ParamError, match="Unknown model variant"):
+        catalog.find("chest_xray", "resnet50", "../etc")
