@@ -14,6 +14,13 @@ it. ``SPEC`` is ``KIND:METHOD[,key=value,...]``:
 * ``adversarial:pgd,eps=2,steps=3`` — *PGD adversarial training* (Madry et
   al. 2018): PGD with a random start and step ``max(0.5, 2.5 * eps / steps)``
   unless ``step_size`` is given, every image.
+* ``distill:defensive,temperature=20`` — *defensive distillation* (Papernot
+  et al. 2016; seed 003): a student trained on the ``--base`` model's soft
+  labels at temperature ``T`` and deployed at 1 (:func:`soft_labeller`). Its
+  softmax saturates, so gradient-based attacks on the cross-entropy find no
+  gradient: robustness that a margin (C&W-style) loss takes away (Carlini &
+  Wagner 2016, "Defensive distillation is not robust to adversarial
+  examples"). A sweep of it should trip the gradient-masking sanity check.
 * ``filter:gaussian,sigma=1`` / ``filter:median,kernel=3`` — seed 004's
   *filter training*: the same filter at training and at test time, built into
   the model as its first layer (:mod:`engine.layers`), so every attack on the
@@ -115,10 +122,24 @@ FILTERS: dict[str, _Method] = {
     ),
 }
 
-_KINDS = {"adversarial": ADVERSARIAL, "filter": FILTERS}
+#: Distillation (``distill:defensive,temperature=T``).
+DISTILL: dict[str, _Method] = {
+    "defensive": _Method(
+        "defensive distillation",
+        "defensive distillation",
+        "Papernot, McDaniel, Wu, Jha, Swami. Distillation as a Defense to Adversarial "
+        "Perturbations against Deep Neural Networks. IEEE S&P 2016. arXiv:1511.04508",
+        "",
+        ("temperature",),
+    ),
+}
+#: Largest distillation temperature accepted (Papernot et al. use up to 100).
+MAX_TEMPERATURE = 100.0
+
+_KINDS = {"adversarial": ADVERSARIAL, "filter": FILTERS, "distill": DISTILL}
 _EXAMPLES = (
     "adversarial:fgsm,eps=2 | adversarial:fgsm_rs,eps=2 | adversarial:pgd,eps=2,steps=3 "
-    "| filter:gaussian,sigma=1 | filter:median,kernel=3"
+    "| filter:gaussian,sigma=1 | filter:median,kernel=3 | distill:defensive,temperature=20"
 )
 
 
@@ -158,6 +179,8 @@ class TrainingDefence:
         if self.kind == "filter":
             args = ", ".join(f"{k} {v:g}" for k, v in p.items())
             return f"{self.info.title}: {self.method} {args}"
+        if self.kind == "distill":
+            return f"{self.info.title} at temperature {p['temperature']:g}"
         bits = [f"eps {p['eps']:g}/255"]
         if self.method == "pgd":
             bits.append(f"{p['steps']} steps of {p['step_size']:g}")
@@ -168,6 +191,8 @@ class TrainingDefence:
 
     def short(self) -> str:
         """A few words for pickers, e.g. ``fast adversarial training (FGSM-RS), eps 4``."""
+        if self.kind == "distill":
+            return f"{self.info.short}, T {self.params['temperature']:g}"
         if self.kind == "filter":
             (k, v), *_ = self.params.items()
             return f"{self.info.short}, {'σ' if k == 'sigma' else k} {v:g}"
@@ -230,6 +255,14 @@ def parse(text: str | None) -> TrainingDefence | None:
         values[key] = _number(key, value.strip())
     if kind == "filter":
         return TrainingDefence(kind, method, _filter_params(method, values), mix=1.0)
+    if kind == "distill":
+        t = values.get("temperature", 20.0)
+        if not 1.0 <= t <= MAX_TEMPERATURE:
+            raise ParamError(
+                f"--defence distill: 'temperature' must be a number in [1, "
+                f"{MAX_TEMPERATURE:g}]; got {t:g}."
+            )
+        return TrainingDefence(kind, method, {"temperature": float(t)}, mix=1.0)
     return _adversarial(method, info, values)
 
 
@@ -482,3 +515,32 @@ def hardener(
         return adversarial_images(model, xb, yb, adv, seed=seed)
 
     return harden
+
+
+def soft_labeller(
+    teacher: keras.Model | None, defence: TrainingDefence | None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The soft targets of a distillation run: the teacher's probabilities (``None`` otherwise).
+
+    Papernot et al. train the teacher at temperature ``T`` and label with
+    ``softmax(F(x) / T)``. A network trained at ``T`` with logits ``F`` is a
+    network trained at 1 with logits ``z = F / T`` (the last layer absorbs the
+    scale), so the labels are the ``--base`` model's ordinary probabilities,
+    ``softmax(z(x))``. The student (initialised from the base) trains at 1 on
+    them with logits ``g``; deployed at temperature 1 its logits are
+    ``T * g`` (:func:`scale_logits`), which is what makes its softmax saturate.
+    """
+    if teacher is None or defence is None or defence.kind != "distill":
+        return None
+    from engine.gradients import predict
+
+    def soft(xb: np.ndarray) -> np.ndarray:
+        return predict(teacher, xb, batch_size=len(xb)).astype(np.float32)
+
+    return soft
+
+
+def scale_logits(model: keras.Model, factor: float) -> None:
+    """Multiply the ``"logits"`` layer's kernel and bias by ``factor`` in place."""
+    layer = model.get_layer("logits")
+    layer.set_weights([w * np.float32(factor) for w in layer.get_weights()])

@@ -45,6 +45,7 @@ from engine.models import (
     BundleMeta,
     build_classifier,
     get_backbone,
+    load_bundle,
     save_bundle,
 )
 from engine.params import add_options, declared, param, required, seed_param
@@ -103,7 +104,7 @@ class TrainConfig:
         None,
         help="training-time defence (engine.hardening): adversarial:fgsm,eps=2 | "
         "adversarial:fgsm_rs,eps=2 | adversarial:pgd,eps=2,steps=3 | filter:gaussian,sigma=1 "
-        "| filter:median,kernel=3",
+        "| filter:median,kernel=3 | distill:defensive,temperature=20",
     )
     class_weights: bool = param(True)
     augment: bool | None = param(
@@ -158,11 +159,12 @@ class _Batches(keras.utils.PyDataset):
         rotate: bool = False,
         sample_weight: np.ndarray | None = None,
         harden: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
+        targets: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.batch_size = x, y, batch_size
         self.augment, self.flip, self.rotate = augment, flip, rotate
-        self.sample_weight, self.harden = sample_weight, harden
+        self.sample_weight, self.harden, self.targets = sample_weight, harden, targets
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if augment else np.arange(len(x))
 
@@ -176,7 +178,8 @@ class _Batches(keras.utils.PyDataset):
             xb = _augment(xb, self.rng, flip=self.flip, rotate=self.rotate)
         if self.harden is not None:  # adversarial training: crafted on the current model
             xb = self.harden(xb, self.y[idx], int(self.rng.integers(0, 2**31 - 1)))
-        out: tuple[np.ndarray, ...] = (xb.astype("float32"), self.y[idx])
+        y = self.targets(xb) if self.targets is not None else self.y[idx]  # distillation
+        out: tuple[np.ndarray, ...] = (xb.astype("float32"), y)
         if self.sample_weight is not None:
             out = (*out, self.sample_weight[idx])
         return out
@@ -411,6 +414,8 @@ def train(config: TrainConfig) -> Path:
     config.validate()
     defence = hardening.parse(config.defence)
     config, base = _with_base(config)
+    if defence is not None and defence.kind == "distill" and base is None:
+        raise ParamError("--defence distill needs --base: the teacher whose soft labels it learns.")
     spec = get_backbone(str(config.backbone))
     if config.weights is None:
         config = replace(config, weights="imagenet" if spec.imagenet else "none")
@@ -466,13 +471,21 @@ def train(config: TrainConfig) -> Path:
             )
         if defence is not None and defence.kind == "filter":
             model = hardening.with_filter(model, defence)
+        soft = defence is not None and defence.kind == "distill"  # soft labels
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
+            loss="categorical_crossentropy" if soft else "sparse_categorical_crossentropy",
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="acc")
+                if soft
+                else keras.metrics.SparseCategoricalAccuracy(name="acc")
+            ],
         )
         state = {"config_key": _config_key(config, size), "epoch": -1}
 
+    teacher = None
+    if defence is not None and defence.kind == "distill":  # a frozen copy of the base
+        teacher = load_bundle(str(config.base)).model
     weights = balanced_class_weights(y_train, n_classes) if config.class_weights else None
     sample_weight = np.array([weights[int(c)] for c in y_train], "float32") if weights else None
     flip = dataset.mirror_ok  # never mirror chest X-rays (the heart sits on the left)
@@ -487,6 +500,7 @@ def train(config: TrainConfig) -> Path:
         rotate=dataset.rotate_ok,
         sample_weight=sample_weight,
         harden=hardening.hardener(model, defence),
+        targets=hardening.soft_labeller(teacher, defence),
     )
     calib = x_train[np.random.default_rng(config.seed).permutation(len(x_train))[:BN_CALIB_IMAGES]]
     robust: list[keras.callbacks.Callback] = []
@@ -525,6 +539,8 @@ def train(config: TrainConfig) -> Path:
 
     if (ckpt / CKPT_BEST).exists():
         model = keras.models.load_model(ckpt / CKPT_BEST, safe_mode=True)
+    if defence is not None and defence.kind == "distill":  # deployed at temperature 1
+        hardening.scale_logits(model, defence.params["temperature"])
     probs = predict(model, x_test)
     positive_idx = [classes.index(c) for c in positive]
     clean = metrics.summarize(y_test, probs, n_classes=n_classes, positive=positive_idx)

@@ -61,6 +61,15 @@ def test_bad_specs_say_what_is_wrong(spec, message):
         hardening.parse(spec)
 
 
+def test_distillation_takes_a_temperature():
+    d = hardening.parse("distill:defensive,temperature=50")
+    assert (d.kind, d.params) == ("distill", {"temperature": 50.0})
+    assert d.short() == "defensive distillation, T 50"
+    assert hardening.parse("distill:defensive").params == {"temperature": 20.0}
+    with pytest.raises(ParamError, match=r"'temperature' must be a number in \[1, 100\]"):
+        hardening.parse("distill:defensive,temperature=0.5")
+
+
 def test_no_spec_is_no_defence():
     assert hardening.parse(None) is None and hardening.parse("") is None
 
@@ -229,6 +238,39 @@ def test_filter_training_puts_the_filter_in_the_bundle(tmp_path):
     assert bundle.model.layers[1].name == "train_filter"
     assert bundle.meta.training["defence"]["kind"] == "filter"
     assert bundle.meta.training["robust_check"] is None
+
+
+@pytest.mark.slow
+def test_a_distilled_model_saturates_and_starves_a_cross_entropy_attack(tmp_path, tiny, batch):
+    from engine.attacks import run_attack
+    from engine.gradients import predict
+    from engine.models import load_bundle
+    from engine.train import main
+
+    out = tmp_path / "distilled"
+    argv = ["--dataset", "synthetic", "--base", str(TINY), "--epochs", "1", "--lr", "1e-4"]
+    argv += ["--limit-train", "64", "--limit-eval", "32", "--out", str(out)]
+    assert main([*argv, "--defence", "distill:defensive,temperature=50"]) == 0
+    student = load_bundle(out)
+    assert student.meta.training["defence"]["kind"] == "distill"
+    images, labels = batch
+    p_base, p_student = predict(tiny.model, images), predict(student.model, images)
+    # same decisions as the teacher, far more confident (logits scaled by T)
+    assert (p_base.argmax(1) == p_student.argmax(1)).mean() >= 0.9
+    assert p_student.max(1).mean() > p_base.max(1).mean()
+    # the cross-entropy gradient underflows: FGSM leaves many images untouched
+    untouched = lambda m: np.mean(  # noqa: E731
+        np.all(run_attack("fgsm", m, images, labels, {"eps": 8}) == images, axis=(1, 2, 3))
+    )
+    assert untouched(student.model) > untouched(tiny.model)
+
+
+def test_distillation_without_a_teacher_is_refused(tmp_path, capsys):
+    from engine.train import main
+
+    argv = ["--dataset", "synthetic", "--backbone", "tiny", "--out", str(tmp_path / "d")]
+    assert main([*argv, "--defence", "distill:defensive"]) == 2
+    assert "needs --base" in capsys.readouterr().err
 
 
 def test_a_base_of_another_dataset_or_size_is_refused(tmp_path, capsys):
