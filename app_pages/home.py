@@ -135,6 +135,7 @@ else:
         common.threat_badge(h["threat_model"]["attacked"])
         if a is not None:
             common.threat_badge(a["threat_model"])
+    common.model_level(entry, attack, eps, key="home_zoo")
 
 st.subheader("Where to go next")
 cols = st.columns(len(PAGES) - 1)

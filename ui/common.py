@@ -355,3 +355,46 @@ def sidebar_status(entry: catalog.Entry) -> None:
 
 #: Load the chosen model in the background as soon as the app opens (off in tests).
 PRELOAD = os.environ.get("ROBUSTLENS_PRELOAD", "1") != "0"
+
+
+# --------------------------------------------------------------------------- model-level defences
+def model_table(entry: catalog.Entry, attack: str, eps: float) -> pd.DataFrame | None:
+    """:func:`app.zoo.comparison` of the entry's family at ``eps`` (``None``: no variants)."""
+    from app import zoo
+
+    family = zoo.siblings(entry, _entries())
+    if len(family) < 2:
+        return None
+    tables = []
+    for e in family:
+        loaded = results(e)
+        if loaded is not None:
+            tables.append((e, loaded[0]))
+    return zoo.comparison(tables, attack=attack, eps=[eps])
+
+
+def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> None:
+    """The standard model beside its training-time-defence variants (nothing when it has none).
+
+    Draws :func:`app.charts.zoo.model_bars` and says :func:`app.zoo.answer`.
+    """
+    from app import charts, zoo
+    from app.charts.zoo import model_bars
+
+    with friendly_errors("The model comparison cannot be drawn"):
+        table = model_table(entry, attack, eps)
+        if table is None:
+            return
+        st.subheader("Model-level defences")
+        st.caption(
+            "Each model trained with a training-time defence beside the standard one, alone "
+            "and with its best input defence, all against an attacker who knows the defence."
+        )
+        st.plotly_chart(
+            model_bars(table, attack=attack, eps=eps),
+            config=charts.chart_config(f"{entry.key}_{attack}_models"),
+            key=key,
+        )
+        said = zoo.answer(table, eps)
+        if said:
+            st.info(said)

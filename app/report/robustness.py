@@ -147,6 +147,7 @@ REPORT_PARTS: dict[str, str] = {
     "two_panel": "Model and patient view (seed 001)",
     "tradeoff": "Defence trade-off",
     "threats": "What each defence keeps when the attacker knows it",
+    "models": "Model-level defences (training-time)",
     "confusion": "Confusion matrices under attack",
     "sanity": "Sanity checks of the results",
     "example": "A live example",
@@ -165,6 +166,7 @@ def robustness_report(
     parts: Sequence[str] = tuple(REPORT_PARTS),
     example: LabResult | None = None,
     generated_at: str | None = None,
+    models: pd.DataFrame | None = None,
 ) -> str:
     """The dashboard's stakeholder report for one model and its recap results.
 
@@ -185,6 +187,9 @@ def robustness_report(
         A live lab result for the "example" part.
     generated_at : str, optional
         Fixed timestamp (for reproducible files).
+    models : pandas.DataFrame, optional
+        :func:`app.zoo.comparison` of this model and its training-time-defence
+        variants (the "models" part; said to be absent when there are none).
 
     Returns
     -------
@@ -298,6 +303,8 @@ def robustness_report(
         elif part in parts:
             notes = _notes(findings, sanity.CHART_EPS, attack, keys) if part == "accuracy" else []
             sections.append(ReportSection(heading, text, figures=[draw()], notes=notes))
+    if "models" in parts:
+        sections.append(_models_section(models, attack, used))
     if "confusion" in parts:
         figs = []
         for key in keys[:2]:
@@ -355,6 +362,27 @@ def _notes(
         for f in findings
         if f.concerns(chart, attack=attack, defence_keys=keys, eps=eps)
     ]
+
+
+def _models_section(models: pd.DataFrame | None, attack: str, eps: float) -> ReportSection:
+    """The standard model beside its training-time-defence variants (or why there is none)."""
+    from app import zoo
+    from app.charts.zoo import model_bars
+
+    heading = REPORT_PARTS["models"]
+    said = zoo.answer(models, eps) if models is not None and not models.empty else ""
+    if models is None or not said:
+        return ReportSection(
+            heading,
+            "No model trained with a training-time defence (adversarial training, filter "
+            "training, distillation) has results beside this one yet.",
+        )
+    text = (
+        "Each bar is a model: trained as usual, or with a defence built into its training. "
+        "Grey: the model alone; blue: with its best input defence. Every bar is against an "
+        "attacker who knows the defence; 50 % balanced accuracy is no skill. " + said
+    )
+    return ReportSection(heading, text, figures=[model_bars(models, attack=attack, eps=eps)])
 
 
 def _sanity_section(findings: Sequence[sanity.Finding]) -> ReportSection:

@@ -188,6 +188,7 @@ def test_robustness_report_has_only_the_chosen_parts(chest, parts):
         "two_panel": "Model and patient view",
         "tradeoff": "Defence trade-off",
         "threats": "What each defence keeps when the attacker knows it",
+        "models": "Model-level defences (training-time)",
         "confusion": "Confusion matrices under attack",
         "sanity": "Sanity checks of the results",
         "example": "A live example",
@@ -294,6 +295,24 @@ def test_robustness_report_draws_what_each_defence_keeps_against_an_adaptive_att
         section = _sections(html_text)[heading]
         assert ('class="figure"' in section) == drawn
         assert ("upper bound" in section) == (not drawn)
+
+
+def test_robustness_report_compares_model_level_defences_when_there_are_variants(chest):
+    from app import catalog, zoo
+
+    df, manifest = chest
+    heading = "Model-level defences (training-time)"
+    std = catalog.Entry("chest_xray", "mobilenet_v3_large")
+    variant = catalog.Entry("chest_xray", "mobilenet_v3_large", variant="adversarial_fgsm_rs")
+    stronger = df.copy()
+    stronger.loc[stronger["eps"] > 0, ["accuracy", "macro_recall"]] = 0.7
+    table = zoo.comparison([(std, df), (variant, stronger)], attack="pgd", eps=[4])
+    kwargs = dict(df=df, manifest=manifest, meta=read_meta(MODEL), title="t", attack="pgd")
+    html_text = robustness_report(**kwargs, eps=4, parts=["models"], models=table)
+    section = _sections(html_text)[heading]
+    assert 'class="figure"' in section and "adversarial fgsm rs model" in section
+    alone = robustness_report(**kwargs, eps=4, parts=["models"], models=None)
+    assert "No model trained with a training-time defence" in _sections(alone)[heading]
 
 
 def test_robustness_report_rejects_unknown_parts(chest):
