@@ -749,3 +749,40 @@ def test_recap_shows_both_threat_models_and_says_the_adaptive_pgd_has_not_conver
     assert "Download the adaptive sweep's table (CSV)" in [
         b.label for b in at.get("download_button")
     ]
+
+
+def test_a_training_time_defence_variant_is_a_choice_and_home_compares_the_models(
+    tmp_path, monkeypatch
+):
+    import shutil
+
+    import streamlit as st
+
+    name = "chest_xray__mobilenet_v3_large__adversarial_fgsm_rs"
+    bundle = tmp_path / "models" / name
+    bundle.mkdir(parents=True)
+    shipped_model = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
+    (bundle / "model.keras").symlink_to(shipped_model / "model.keras")
+    meta = json.loads((shipped_model / "meta.json").read_text())
+    meta["training"]["defence"] = {"short": "fast adversarial training (FGSM-RS), ε 4"}
+    (bundle / "meta.json").write_text(json.dumps(meta))
+    shutil.copytree(SHIPPED, tmp_path / "results" / name)
+    roots_m, roots_r = catalog.model_roots(), catalog.results_roots()
+    monkeypatch.setattr(catalog, "model_roots", lambda: [*roots_m, tmp_path / "models"])
+    monkeypatch.setattr(catalog, "results_roots", lambda: [*roots_r, tmp_path / "results"])
+    st.cache_data.clear()
+    try:
+        at = choose(open_app(), "chest_xray", "mobilenet_v3_large")
+        training = at.selectbox(key="sel_variant")
+        assert training.options == [
+            "standard training",
+            "fast adversarial training (FGSM-RS), ε 4",
+        ]
+        assert "Model-level defences" in texts(at.subheader)
+        training.set_value("adversarial_fgsm_rs").run()
+        assert not at.exception
+        assert any("fast adversarial training (FGSM-RS)" in t for t in texts(at.subheader))
+        assert at.query_params["variant"] == "adversarial_fgsm_rs"
+        assert not at.error, texts(at.error)
+    finally:
+        st.cache_data.clear()
