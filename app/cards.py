@@ -199,7 +199,13 @@ def _defence_lines(t: dict[str, Any]) -> list[str]:
         out.append(
             f"- Fine-tuned from `{Path(str(base.get('path'))).name}` (model SHA-256 "
             f"`{str(base.get('model_sha256'))[:16]}…`, clean accuracy "
-            f"{_pct(base.get('clean_accuracy'))})."
+            f"{_pct(base.get('clean_accuracy'))})"
+            + (
+                f", itself made by `{base['command']}` ({base.get('epochs_run')} epochs, best "
+                f"{base.get('best_epoch')}, {float(base.get('train_seconds') or 0) / 60:.1f} min)."
+                if base.get("command")
+                else "."
+            )
         )
     if isinstance(d, dict):
         out.append(f"- Training-time defence: **{d.get('label')}** — {d.get('paper')}.")

@@ -479,12 +479,19 @@ def base_record(base: Bundle | None) -> dict[str, Any] | None:
     """What a fine-tuned bundle records of its base (``training.base_model``)."""
     if base is None:
         return None
+    t = base.meta.training or {}
     return {
         "path": str(base.path),
         "model_sha256": base.meta.model_sha256,
         "backbone": base.meta.backbone,
         "clean_accuracy": base.meta.clean_metrics.get("accuracy"),
-        "defence": (base.meta.training or {}).get("defence"),
+        "defence": t.get("defence"),
+        # how the base was made, so that a fine-tuned bundle is reproducible on its own
+        "command": t.get("command"),
+        "epochs_run": t.get("epochs_run"),
+        "best_epoch": t.get("best_epoch"),
+        "train_seconds": t.get("train_seconds"),
+        "base_model": t.get("base_model"),
     }
 
 
