@@ -39,6 +39,7 @@ from engine import hardening, metrics
 from engine.errors import EngineError, ParamError
 from engine.fileio import atomic_write_text
 from engine.gradients import predict
+from engine.hardening import fit
 from engine.models import (
     BUNDLE_HISTORY,
     Bundle,
@@ -459,7 +460,7 @@ def train(config: TrainConfig) -> Path:
         keras.utils.set_random_seed(config.seed)
         if base is not None:
             model = base.model
-            hardening.unfreeze_top(model, config.fine_tune_layers)
+            fit.unfreeze_top(model, config.fine_tune_layers)
         else:
             model = build_classifier(
                 str(config.backbone),
@@ -470,7 +471,7 @@ def train(config: TrainConfig) -> Path:
                 fine_tune_layers=config.fine_tune_layers,
             )
         if defence is not None and defence.kind == "filter":
-            model = hardening.with_filter(model, defence)
+            model = fit.with_filter(model, defence)
         soft = defence is not None and defence.kind == "distill"  # soft labels
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -499,8 +500,8 @@ def train(config: TrainConfig) -> Path:
         flip=flip,
         rotate=dataset.rotate_ok,
         sample_weight=sample_weight,
-        harden=hardening.hardener(model, defence),
-        targets=hardening.soft_labeller(teacher, defence),
+        harden=fit.hardener(model, defence),
+        targets=fit.soft_labeller(teacher, defence),
     )
     calib = x_train[np.random.default_rng(config.seed).permutation(len(x_train))[:BN_CALIB_IMAGES]]
     robust: list[keras.callbacks.Callback] = []
@@ -508,7 +509,7 @@ def train(config: TrainConfig) -> Path:
     if defence is not None and defence.kind == "adversarial":
         pick = np.random.default_rng(config.seed).permutation(len(y_val))[:ROBUST_CHECK_IMAGES]
         robust = [
-            hardening.RobustValidation(
+            fit.RobustValidation(
                 x_val[np.sort(pick)], y_val[np.sort(pick)], defence.eps, n_classes, state
             )
         ]
@@ -540,7 +541,7 @@ def train(config: TrainConfig) -> Path:
     if (ckpt / CKPT_BEST).exists():
         model = keras.models.load_model(ckpt / CKPT_BEST, safe_mode=True)
     if defence is not None and defence.kind == "distill":  # deployed at temperature 1
-        hardening.scale_logits(model, defence.params["temperature"])
+        fit.scale_logits(model, defence.params["temperature"])
     probs = predict(model, x_test)
     positive_idx = [classes.index(c) for c in positive]
     clean = metrics.summarize(y_test, probs, n_classes=n_classes, positive=positive_idx)
@@ -574,10 +575,8 @@ def train(config: TrainConfig) -> Path:
             "augment_rotate": dataset.rotate_ok and augment,
             "augment_ranges": {"tilt_deg": MAX_TILT, "zoom": MAX_ZOOM, "light": MAX_LIGHT},
             "defence": defence.to_dict() if defence else None,
-            "base_model": hardening.base_record(base),
-            "robust_check": hardening.robust_record(
-                state, defence, min(ROBUST_CHECK_IMAGES, len(y_val))
-            ),
+            "base_model": fit.base_record(base),
+            "robust_check": fit.robust_record(state, defence, min(ROBUST_CHECK_IMAGES, len(y_val))),
         },
         data_fingerprints={k: v.fingerprint for k, v in splits.items()},
         clean_metrics=clean,
@@ -603,7 +602,7 @@ def _with_base(config: TrainConfig) -> tuple[TrainConfig, Bundle | None]:
         if not config.backbone:
             raise ParamError("train: give --backbone (or --base BUNDLE to fine-tune one).")
         return config, None
-    base = hardening.load_base(config.base, config.dataset, config.backbone, config.input_size)
+    base = fit.load_base(config.base, config.dataset, config.backbone, config.input_size)
     m = base.meta
     return replace(config, backbone=m.backbone, input_size=m.input_size, weights=m.weights), base
 

@@ -11,6 +11,7 @@ import pytest
 
 from engine import hardening
 from engine.errors import ParamError
+from engine.hardening import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "assets" / "models" / "synthetic__tiny"
@@ -107,8 +108,8 @@ def batch(tiny):
 def test_adversarial_batch_replaces_a_seeded_fraction_within_the_budget(tiny, batch):
     images, labels = batch
     d = hardening.parse("adversarial:fgsm,eps=4")
-    out = hardening.adversarial_images(tiny.model, images, labels, d, seed=3)
-    again = hardening.adversarial_images(tiny.model, images, labels, d, seed=3)
+    out = fit.adversarial_images(tiny.model, images, labels, d, seed=3)
+    again = fit.adversarial_images(tiny.model, images, labels, d, seed=3)
     assert out.dtype == np.uint8 and np.array_equal(out, again)
     changed = np.any(out != images, axis=(1, 2, 3))
     assert 0 < changed.sum() < len(images)
@@ -123,7 +124,7 @@ def test_fgsm_training_images_fool_the_model_more_than_clean_ones(tiny, batch):
 
     images, labels = batch
     d = hardening.parse("adversarial:fgsm_rs,eps=8")
-    out = hardening.adversarial_images(tiny.model, images, labels, d, seed=0)
+    out = fit.adversarial_images(tiny.model, images, labels, d, seed=0)
     clean = (predict(tiny.model, images).argmax(1) == labels).mean()
     adv = (predict(tiny.model, out).argmax(1) == labels).mean()
     assert adv < clean
@@ -178,7 +179,7 @@ def test_a_filter_trained_model_keeps_the_contract_and_survives_save_and_load(ti
     from engine.layers import GaussianBlur
 
     d = hardening.parse("filter:gaussian,sigma=1")
-    model = hardening.with_filter(tiny.model, d)
+    model = fit.with_filter(tiny.model, d)
     x = np.random.default_rng(4).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     blurred = np.asarray(GaussianBlur(sigma=1.0)(x))
     np.testing.assert_allclose(predict(model, x), predict(tiny.model, blurred), atol=1e-5)
@@ -187,7 +188,7 @@ def test_a_filter_trained_model_keeps_the_contract_and_survives_save_and_load(ti
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     np.testing.assert_allclose(predict(again, x), predict(model, x), atol=1e-6)
     with pytest.raises(ParamError, match="already has a training-time filter"):
-        hardening.with_filter(model, d)
+        fit.with_filter(model, d)
 
 
 # --------------------------------------------------------------------------- training
