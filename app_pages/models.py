@@ -189,10 +189,13 @@ with tab_all:
         rows.append(
             {
                 "model": e.title,
+                "training": e.variant_title,
                 "where": "shipped" if e.shipped else "trained here",
+                "weights": e.meta.weights if e.meta else None,
                 "input px": e.meta.input_size if e.meta else None,
                 "clean accuracy": m.get("accuracy"),
                 "macro recall": m.get("macro_recall"),
+                "specificity": m.get("specificity"),
                 "test images": m.get("n_images"),
                 "recap results": common.results_status(e).state,
             }
@@ -203,6 +206,12 @@ with tab_all:
         column_config={
             "clean accuracy": st.column_config.ProgressColumn(format="percent", max_value=1),
             "macro recall": st.column_config.ProgressColumn(format="percent", max_value=1),
+            "specificity": st.column_config.ProgressColumn(
+                format="percent",
+                max_value=1,
+                help="Healthy images called healthy (the patient view; empty where the "
+                "dataset has no sick classes).",
+            ),
         },
     )
     st.caption(threat.explain(threat.THREAT_CLEAN))
