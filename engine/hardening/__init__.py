@@ -307,13 +307,15 @@ def robust_params(eps: float, steps: int = 10) -> dict[str, Any]:
     }
 
 
-def check_steps(history: list[float], *, drop: float = 0.2) -> bool:
+def check_steps(history: list[float], *, drop: float = 0.1) -> bool:
     """Whether the last value of a robust-accuracy history has *collapsed*.
 
     Catastrophic overfitting (Wong et al. 2020): PGD accuracy falls within an
     epoch from its best to near zero while FGSM accuracy stays high. Here:
     the last value is more than ``drop`` below the best so far *and* below
-    half of it.
+    half of it. (Seen here: FGSM-RS at eps 4 on the chest X-ray model, balanced
+    PGD accuracy 15.1 % after the first epoch, 2.2 % after the second, with
+    FGSM accuracy 68 % then 66 %.)
     """
     if len(history) < 2:
         return False

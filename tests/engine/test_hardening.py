@@ -77,7 +77,9 @@ def test_no_spec_is_no_defence():
 
 def test_a_collapse_of_robust_accuracy_is_flagged_and_a_wobble_is_not():
     assert hardening.check_steps([0.40, 0.45, 0.05])
+    assert hardening.check_steps([0.151, 0.022])  # FGSM-RS at eps 4 on the chest model
     assert not hardening.check_steps([0.40, 0.45, 0.38])
+    assert not hardening.check_steps([0.12, 0.05])  # small and noisy: not a collapse
     assert not hardening.check_steps([0.10, 0.02])  # never robust: nothing to collapse
     assert not hardening.check_steps([0.3])
 
