@@ -194,17 +194,22 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
     ----------
     history : sequence of dict
         One dict per epoch with ``epoch`` and any of ``acc``/``val_acc``,
-        ``loss``/``val_loss`` (:func:`app.cards.read_history`).
+        ``loss``/``val_loss`` (:func:`app.cards.read_history`); an adversarial
+        training run's ``val_fgsm_acc`` and ``val_pgd_balanced`` are drawn on
+        the accuracy panel too, so a collapse of PGD accuracy (catastrophic
+        overfitting) is seen where it happens.
     """
     if not history:
         raise ParamError("history: no epochs to plot (the bundle has no history.csv).")
     epochs = [int(h.get("epoch", i)) + 1 for i, h in enumerate(history)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"))
     series = (
-        ("acc", "training", 1, "#1f77b4", "solid"),
-        ("val_acc", "validation", 1, "#ff7f0e", "solid"),
-        ("loss", "training", 2, "#1f77b4", "dot"),
-        ("val_loss", "validation", 2, "#ff7f0e", "dot"),
+        ("acc", "training accuracy", 1, "#1f77b4", "solid"),
+        ("val_acc", "validation accuracy", 1, "#ff7f0e", "solid"),
+        ("val_fgsm_acc", "validation accuracy under FGSM", 1, "#2ca02c", "dash"),
+        ("val_pgd_balanced", "validation balanced accuracy under PGD-10", 1, "#d62728", "dash"),
+        ("loss", "training loss", 2, "#1f77b4", "dot"),
+        ("val_loss", "validation loss", 2, "#ff7f0e", "dot"),
     )
     for column, name, col, colour, dash in series:
         values = [h.get(column) for h in history]
@@ -215,7 +220,7 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
                 x=epochs,
                 y=values,
                 mode="lines+markers",
-                name=f"{name} {'accuracy' if col == 1 else 'loss'}",
+                name=name,
                 line={"color": colour, "dash": dash},
             ),
             row=1,
@@ -224,10 +229,16 @@ def training_curves(history: Sequence[Mapping[str, float]]) -> go.Figure:
     fig.update_xaxes(title_text="epoch", nticks=6)
     fig.update_yaxes(tickformat=".0%", nticks=5, row=1, col=1)
     fig.update_yaxes(nticks=5, row=1, col=2)
+    robust = any(h.get("val_pgd_balanced") is not None for h in history)
     base_layout(
         fig,
         "Training curves",
-        "Training accuracy is class-weighted and augmented; validation is clean.",
+        "Training accuracy is class-weighted and augmented"
+        + (
+            " (and adversarial); validation is clean, and under attack on 128 of its images."
+            if robust
+            else "; validation is clean."
+        ),
         height=360,
     )
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})

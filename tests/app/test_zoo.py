@@ -87,3 +87,19 @@ def test_siblings_are_the_same_pair_with_results_standard_first(tmp_path):
     ]
     got = zoo.siblings(entries[1], entries)
     assert [e.variant for e in got] == ["", "filter_gaussian"]
+
+
+def test_training_curves_show_robust_accuracy_of_an_adversarial_run():
+    from app.charts.model import training_curves
+
+    plain = [{"epoch": 0, "acc": 0.8, "val_acc": 0.9, "loss": 0.4, "val_loss": 0.3}]
+    names = [t.name for t in training_curves(plain).data]
+    assert names == ["training accuracy", "validation accuracy", "training loss", "validation loss"]
+    adv = [dict(plain[0], val_fgsm_acc=0.68, val_pgd_balanced=0.15)]
+    adv.append(dict(plain[0], epoch=1, val_fgsm_acc=0.66, val_pgd_balanced=0.02))
+    fig = training_curves(adv)
+    pgd = next(t for t in fig.data if t.name == "validation balanced accuracy under PGD-10")
+    assert list(pgd.y) == [0.15, 0.02]
+    assert "under attack on 128 of its images" in fig.layout.title.subtitle.text.replace(
+        "<br>", " "
+    )
