@@ -287,3 +287,22 @@ def test_a_base_of_another_dataset_or_size_is_refused(tmp_path, capsys):
     assert "--input-size 32 differs from the --base bundle's 64" in capsys.readouterr().err
     assert main(["--dataset", "synthetic", "--out", out]) == 2
     assert "give --backbone" in capsys.readouterr().err
+
+
+def test_fine_tuning_a_frozen_pretrained_base_unfreezes_its_top_layers_but_not_batch_norm():
+    import keras
+
+    from engine.models import _flat_layers, build_classifier
+
+    model = build_classifier("efficientnet_lite0", 2, weights="imagenet", input_size=32)
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    assert not any(layer.trainable for layer in _flat_layers(backbone) if layer.weights)
+    n = fit.unfreeze_top(model, 12)
+    layers = _flat_layers(backbone)
+    assert n > 0 and all(not layer.trainable for layer in layers[:-12] if layer.weights)
+    top = [layer for layer in layers[-12:] if layer.weights]
+    assert any(layer.trainable for layer in top)
+    assert not any(
+        layer.trainable for layer in top if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    assert fit.unfreeze_top(model, 0) == 0
