@@ -472,6 +472,9 @@ def train(config: TrainConfig) -> Path:
             )
         if defence is not None and defence.kind == "filter":
             model = fit.with_filter(model, defence)
+        if defence is not None and defence.kind == "adversarial":
+            state_bn = fit.freeze_batchnorm(model)  # attacked and trained: one function
+            log.info("adversarial training: %d batch-norm layers frozen", state_bn)
         soft = defence is not None and defence.kind == "distill"  # soft labels
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),

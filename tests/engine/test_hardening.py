@@ -306,3 +306,17 @@ def test_fine_tuning_a_frozen_pretrained_base_unfreezes_its_top_layers_but_not_b
         layer.trainable for layer in top if isinstance(layer, keras.layers.BatchNormalization)
     )
     assert fit.unfreeze_top(model, 0) == 0
+
+
+def test_adversarial_training_freezes_batch_norm_so_the_attacked_model_is_the_trained_one():
+    import keras
+
+    from engine.models import _flat_layers, build_classifier
+
+    model = build_classifier("tiny", 2, weights="none", input_size=32, dropout=0.0)
+    bns = [x for x in _flat_layers(model) if isinstance(x, keras.layers.BatchNormalization)]
+    assert bns and all(x.trainable for x in bns)
+    assert fit.freeze_batchnorm(model) == len(bns)
+    assert not any(x.trainable for x in bns) and fit.freeze_batchnorm(model) == 0
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-5)
