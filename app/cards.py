@@ -209,6 +209,13 @@ def _defence_lines(t: dict[str, Any]) -> list[str]:
         )
     if isinstance(d, dict):
         out.append(f"- Training-time defence: **{d.get('label')}** — {d.get('paper')}.")
+        if d.get("kind") == "adversarial":
+            p = d.get("params") or {}
+            out.append(
+                f"  Cut for CPU: {t.get('epochs_run', '?')} epoch(s) of fine-tuning (published "
+                f"adversarial training runs for tens to hundreds), {p.get('steps', 1)} attack "
+                f"step(s) per batch, ε {p.get('eps')}; batch norm frozen while it trains."
+            )
         if d.get("kind") == "filter":
             out.append(
                 "  The filter is the model's first layer: every image, and every attack, goes "

@@ -226,6 +226,7 @@ def test_adversarial_fine_tuning_records_its_defence_base_and_robust_check(tmp_p
     assert "Fine-tuned from `synthetic__tiny`" in card
     assert "Training-time defence: **fast adversarial training" in card
     assert "balanced accuracy under PGD-10 at eps 4.0 on 40 validation images" in card
+    assert "Cut for CPU: 1 epoch(s) of fine-tuning" in card
 
 
 @pytest.mark.slow
