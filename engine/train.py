@@ -516,7 +516,7 @@ def train(config: TrainConfig) -> Path:
                 x_val[np.sort(pick)], y_val[np.sort(pick)], defence.eps, n_classes, state
             )
         ]
-        monitor = ("val_pgd_balanced", True)
+        monitor = ("val_robust_score", True)
     done = state.get("stopped_early") or initial_epoch >= config.epochs
     t0 = time.time()
     if not done:

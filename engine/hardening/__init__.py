@@ -54,6 +54,7 @@ __all__ = [
     "check_steps",
     "parse",
     "robust_params",
+    "robust_score",
 ]
 
 
@@ -305,6 +306,25 @@ def robust_params(eps: float, steps: int = 10) -> dict[str, Any]:
         "random_start": True,
         "seed": 0,
     }
+
+
+#: Clean balanced accuracy below which a model counts as having no skill (chance is 1/K).
+SKILL_MARGIN = 0.1
+
+
+def robust_score(clean_balanced: float, pgd_balanced: float, n_classes: int) -> float:
+    """What adversarial training keeps the best checkpoint by: balanced PGD accuracy, if skilled.
+
+    A model that answers one class for everything is "robust" (its answers
+    never change) with balanced accuracy ``1 / K`` under attack, more than a
+    real model that an attack breaks. So an epoch whose *clean* balanced
+    accuracy is within :data:`SKILL_MARGIN` of chance scores 0 (seen here: PGD-3
+    fine-tuning of the chest model ended on a model that calls every X-ray
+    pneumonia, 62.5 % accuracy and 50 % balanced accuracy on the test split).
+    """
+    if clean_balanced < 1.0 / n_classes + SKILL_MARGIN:
+        return 0.0
+    return float(pgd_balanced)
 
 
 def check_steps(history: list[float], *, drop: float = 0.1) -> bool:

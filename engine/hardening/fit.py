@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from engine.errors import ParamError
-from engine.hardening import TrainingDefence, check_steps, robust_params
+from engine.hardening import TrainingDefence, check_steps, robust_params, robust_score
 
 if TYPE_CHECKING:
     from engine.models import Bundle
@@ -78,7 +78,8 @@ class RobustValidation(keras.callbacks.Callback):
     recall under PGD) to the epoch's logs, appends the last to
     ``state["pgd_history"]``, and when it collapses (:func:`engine.hardening.check_steps`)
     records ``state["catastrophic_overfitting"] = epoch``, warns and stops
-    training; the best checkpoint (by ``val_pgd_balanced``) is the one kept.
+    training; the best checkpoint (by ``val_robust_score``,
+    :func:`engine.hardening.robust_score`) is the one kept.
     Put it after the batch-norm recalibration and before the checkpointer.
     """
 
@@ -102,6 +103,10 @@ class RobustValidation(keras.callbacks.Callback):
         logs["val_pgd_acc"] = float((probs.argmax(1) == self.y).mean())
         balanced = float(summarize(self.y, probs, n_classes=self.n_classes)["macro_recall"])
         logs["val_pgd_balanced"] = balanced
+        clean = summarize(self.y, predict(self.model, self.x), n_classes=self.n_classes)
+        logs["val_robust_score"] = robust_score(
+            float(clean["macro_recall"]), balanced, self.n_classes
+        )
         history = [float(v) for v in self.state.get("pgd_history", [])] + [balanced]
         self.state["pgd_history"] = history
         if check_steps(history):

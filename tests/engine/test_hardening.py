@@ -75,6 +75,15 @@ def test_no_spec_is_no_defence():
     assert hardening.parse(None) is None and hardening.parse("") is None
 
 
+def test_a_model_without_clean_skill_never_wins_the_robust_checkpoint():
+    # calls everything pneumonia: balanced 50 % clean and under attack
+    assert hardening.robust_score(0.50, 0.50, 2) == 0.0
+    assert hardening.robust_score(0.80, 0.12, 2) == 0.12
+    assert (
+        hardening.robust_score(0.30, 0.25, 4) == 0.0 and hardening.robust_score(0.4, 0.2, 4) == 0.2
+    )
+
+
 def test_a_collapse_of_robust_accuracy_is_flagged_and_a_wobble_is_not():
     assert hardening.check_steps([0.40, 0.45, 0.05])
     assert hardening.check_steps([0.151, 0.022])  # FGSM-RS at eps 4 on the chest model
