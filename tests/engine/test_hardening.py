@@ -208,14 +208,19 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
-def test_adversarial_fine_tuning_records_its_defence_base_and_robust_check(tmp_path):
+def _fine_tune(out: Path, defence: str, *, train: int = 64, evaluate: int = 32) -> int:
+    """One epoch of ``--defence`` fine-tuning of the shipped tiny model on a few images."""
     from engine.train import main
 
-    out = tmp_path / "adv"
     argv = ["--dataset", "synthetic", "--base", str(TINY), "--epochs", "1", "--lr", "1e-4"]
-    argv += ["--limit-train", "96", "--limit-eval", "40", "--out", str(out)]
-    assert main([*argv, "--defence", "adversarial:fgsm_rs,eps=4"]) == 0
+    argv += ["--limit-train", str(train), "--limit-eval", str(evaluate), "--out", str(out)]
+    return main([*argv, "--defence", defence])
+
+
+@pytest.mark.slow
+def test_adversarial_fine_tuning_records_its_defence_base_and_robust_check(tmp_path):
+    out = tmp_path / "adv"
+    assert _fine_tune(out, "adversarial:fgsm_rs,eps=4", train=96, evaluate=40) == 0
     meta = json.loads((out / "meta.json").read_text())
     t = meta["training"]
     assert t["defence"]["method"] == "fgsm_rs" and t["defence"]["params"]["eps"] == 4.0
@@ -241,12 +246,9 @@ def test_adversarial_fine_tuning_records_its_defence_base_and_robust_check(tmp_p
 @pytest.mark.slow
 def test_filter_training_puts_the_filter_in_the_bundle(tmp_path):
     from engine.models import load_bundle
-    from engine.train import main
 
     out = tmp_path / "gauss"
-    argv = ["--dataset", "synthetic", "--base", str(TINY), "--epochs", "1", "--lr", "1e-4"]
-    argv += ["--limit-train", "64", "--limit-eval", "32", "--out", str(out)]
-    assert main([*argv, "--defence", "filter:gaussian,sigma=1"]) == 0
+    assert _fine_tune(out, "filter:gaussian,sigma=1") == 0
     bundle = load_bundle(out)
     assert bundle.model.layers[1].name == "train_filter"
     assert bundle.meta.training["defence"]["kind"] == "filter"
@@ -258,12 +260,9 @@ def test_a_distilled_model_saturates_and_starves_a_cross_entropy_attack(tmp_path
     from engine.attacks import run_attack
     from engine.gradients import predict
     from engine.models import load_bundle
-    from engine.train import main
 
     out = tmp_path / "distilled"
-    argv = ["--dataset", "synthetic", "--base", str(TINY), "--epochs", "1", "--lr", "1e-4"]
-    argv += ["--limit-train", "64", "--limit-eval", "32", "--out", str(out)]
-    assert main([*argv, "--defence", "distill:defensive,temperature=50"]) == 0
+    assert _fine_tune(out, "distill:defensive,temperature=50") == 0
     student = load_bundle(out)
     assert student.meta.training["defence"]["kind"] == "distill"
     images, labels = batch
