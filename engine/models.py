@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 import engine
+import engine.layers  # registers the custom layers a bundle may hold (safe-mode loading)
 from engine.bundle import (
     BACKBONE_INFO,
     BUNDLE_META,
@@ -47,10 +48,6 @@ from engine.bundle import (  # re-exported: they live in a TensorFlow-free modul
 from engine.bundle import short_error as _short
 from engine.errors import ModelError, ParamError
 from engine.fileio import atomic_write_text, json_default
-from engine.layers import GaussianBlur, MedianBlur
-
-#: Custom layers a bundle may hold (registered for safe-mode loading on import).
-CUSTOM_LAYERS = (GaussianBlur, MedianBlur)
 
 log = logging.getLogger(__name__)
 

@@ -131,9 +131,9 @@ class TrainConfig:
         if self.out:
             return Path(self.out)
         name = f"{self.dataset}__{self.backbone}"
-        if self.defence:  # e.g. chest_xray__mobilenet_v3_large__adversarial_fgsm_rs
-            head, _, rest = self.defence.partition(":")
-            name += f"__{head}_{rest.split(',')[0]}"
+        defence = hardening.parse(self.defence)
+        if defence is not None:  # e.g. chest_xray__mobilenet_v3_large__adversarial_fgsm_rs
+            name += f"__{defence.variant}"
         return Path("runs") / "models" / name
 
     def ckpt_path(self) -> Path:

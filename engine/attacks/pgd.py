@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # TensorFlow loads when an attack runs, not on import
 
     from engine.attacks.source import GradientSource
 
-__all__ = ["PGDParams", "attack", "step_at"]
+__all__ = ["MADRY_FACTOR", "MIN_STEP", "PGDParams", "attack", "relative_step", "step_at"]
 
 
 @declared
@@ -161,6 +161,23 @@ def attack(
         adv = fgsm_step(comp, adv, y, step_at(params, t), targeted=targeted)
         adv = project_linf(adv, clean, params.eps)
     return like_input(adv, images)
+
+
+#: Madry et al.'s travel: the steps together can cross ``2.5 * eps``.
+MADRY_FACTOR = 2.5
+#: The smallest step that survives rounding to uint8 (0-255 units).
+MIN_STEP = 0.5
+
+
+def relative_step(
+    eps: float, steps: int, factor: float = MADRY_FACTOR, low: float = MIN_STEP
+) -> float:
+    """A step size relative to the budget: ``max(low, factor * eps / steps)``.
+
+    The rule of the sweep specs' ``step_size = {factor = F, min = M}``, of PGD
+    adversarial training's default step and of its per-epoch check.
+    """
+    return max(low, factor * eps / max(int(steps), 1))
 
 
 def step_at(params: PGDParams, t: int) -> float:

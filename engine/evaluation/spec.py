@@ -82,6 +82,7 @@ from typing import Any
 
 from engine import defences as dfn
 from engine.attacks import REGISTRY as ATTACKS
+from engine.attacks.pgd import relative_step
 from engine.datasets import SPLITS
 from engine.errors import ParamError
 from engine.evaluation.keys import format_key, format_member, format_value
@@ -174,7 +175,7 @@ class AttackSetting:
             factor, low = self.step_rule
             steps = values.get("steps", defaults(info.params_cls)["steps"])
             if isinstance(steps, int) and steps > 0:  # else the attack's check names it
-                values["step_size"] = max(low, factor * eps / steps)
+                values["step_size"] = relative_step(eps, steps, factor, low)
         return as_dict(build(info.params_cls, values, owner=info.title))
 
 

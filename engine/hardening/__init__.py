@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.attacks.pgd import relative_step
 from engine.errors import ParamError
 
 __all__ = [
@@ -191,6 +192,11 @@ class TrainingDefence:
             return f"{self.info.short}, {'σ' if k == 'sigma' else k} {v:g}"
         return f"{self.info.short}, ε {self.eps:g}"
 
+    @property
+    def variant(self) -> str:
+        """The model-folder suffix of a bundle trained with it, e.g. ``adversarial_fgsm_rs``."""
+        return f"{self.kind}_{self.method}"
+
     def to_dict(self) -> dict[str, Any]:
         """What the bundle's metadata records (``training.defence``)."""
         return {
@@ -289,7 +295,7 @@ def _adversarial(method: str, info: _Method, values: dict[str, float]) -> Traini
         attack.update(steps=1, step_size=max(0.1, alpha * eps), random_start=True)
     elif method == "pgd":
         steps = int(values.get("steps", 3))
-        step = values.get("step_size", max(0.5, 2.5 * eps / max(steps, 1)))
+        step = values.get("step_size", relative_step(eps, steps))
         attack.update(steps=steps, step_size=step, random_start=True)
     params_cls = REGISTRY[info.attack].params_cls
     checked = as_dict(build(params_cls, attack, owner=f"--defence adversarial:{method}"))
@@ -298,11 +304,11 @@ def _adversarial(method: str, info: _Method, values: dict[str, float]) -> Traini
 
 
 def robust_params(eps: float, steps: int = 10) -> dict[str, Any]:
-    """PGD settings of the per-epoch robustness check: ``steps`` steps of ``2.5 eps / steps``."""
+    """PGD settings of the per-epoch robustness check: the sweeps' PGD-10 step rule."""
     return {
         "eps": float(eps),
         "steps": int(steps),
-        "step_size": max(0.1, 2.5 * eps / steps),
+        "step_size": relative_step(eps, steps),
         "random_start": True,
         "seed": 0,
     }

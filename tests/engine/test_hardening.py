@@ -329,3 +329,13 @@ def test_adversarial_training_freezes_batch_norm_so_the_attacked_model_is_the_tr
     assert not any(x.trainable for x in bns) and fit.freeze_batchnorm(model) == 0
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(model(x, training=True), model(x, training=False), atol=1e-5)
+
+
+def test_a_defence_names_the_variant_folder_it_trains_into():
+    from engine.train import TrainConfig
+
+    cfg = TrainConfig(
+        dataset="chest_xray", backbone="resnet50", defence="adversarial:fgsm_rs,eps=2"
+    )
+    assert cfg.out_path().name == "chest_xray__resnet50__adversarial_fgsm_rs"
+    assert hardening.parse("filter:median,kernel=5").variant == "filter_median"
