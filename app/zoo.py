@@ -111,28 +111,41 @@ def comparison(
         defence: the adaptive row where one exists, else the attack on the
         model itself, which is the same attack) and, where the model has
         adaptive rows of input defences, a ``kind="best"`` row: the one with
-        the highest balanced accuracy (ties: accuracy).
+        the highest balanced accuracy (ties: accuracy) among the input-defence
+        settings that every model compared has adaptive rows of at that budget,
+        so that a model swept with more settings is not favoured by the
+        number of tries.
     """
+
+    def cells(df: pd.DataFrame, e: float) -> pd.DataFrame:
+        adaptive = query.for_threat(df, ADAPTIVE.id)
+        return adaptive[
+            (adaptive["attack"] == attack)
+            & (adaptive["eps"] == e)
+            & (adaptive["defence_key"] != NO_DEFENCE)
+            & (adaptive["threat_model"].astype(str).str.startswith("adaptive"))
+        ]
+
+    tables = [(entry, df) for entry, df in tables if attack in query.attacked(df)]
+    budgets = [float(x) for x in eps]
+    # the best is chosen among the settings that every model was swept with at a budget
+    shared: dict[float, set[str]] = {}
+    for e in budgets:
+        keys = [set(cells(df, e)["defence_key"]) for _, df in tables]
+        shared[e] = set.intersection(*keys) if keys else set()
     rows: list[dict[str, object]] = []
     for entry, df in tables:
-        if attack not in query.attacked(df):
-            continue
-        adaptive = query.for_threat(df, ADAPTIVE.id)
-        for e in (float(x) for x in eps):
+        for e in budgets:
             alone = query.find_row(df, attack, e, NO_DEFENCE, threat=ADAPTIVE.id)
             if alone is None:
                 continue
             name = entry.variant_title
             rows.append(_row(name, entry.variant, df, attack, e, "alone", alone))
-            cells = adaptive[
-                (adaptive["attack"] == attack)
-                & (adaptive["eps"] == e)
-                & (adaptive["defence_key"] != NO_DEFENCE)
-                & (adaptive["threat_model"].astype(str).str.startswith("adaptive"))
-            ]
-            if cells.empty:
+            mine = cells(df, e)
+            mine = mine[mine["defence_key"].isin(shared[e])]
+            if mine.empty:
                 continue
-            best = cells.sort_values([BALANCED, "accuracy"], ascending=False, kind="stable")
+            best = mine.sort_values([BALANCED, "accuracy"], ascending=False, kind="stable")
             rows.append(_row(name, entry.variant, df, attack, e, "best", best.iloc[0]))
     return pd.DataFrame(rows, columns=COLUMNS)
 

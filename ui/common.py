@@ -388,7 +388,8 @@ def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> N
         st.subheader("Model-level defences")
         st.caption(
             "Each model trained with a training-time defence beside the standard one, alone "
-            "and with its best input defence, all against an attacker who knows the defence."
+            "and with its best input defence (among the settings every model was swept with), "
+            "all against an attacker who knows the defence."
         )
         st.plotly_chart(
             model_bars(table, attack=attack, eps=eps),

@@ -379,8 +379,9 @@ def _models_section(models: pd.DataFrame | None, attack: str, eps: float) -> Rep
         )
     text = (
         "Each bar is a model: trained as usual, or with a defence built into its training. "
-        "Grey: the model alone; blue: with its best input defence. Every bar is against an "
-        "attacker who knows the defence; 50 % balanced accuracy is no skill. " + said
+        "Grey: the model alone; blue: with its best input defence (among the settings every "
+        "model was swept with). Every bar is against an attacker who knows the defence; "
+        "50 % balanced accuracy is no skill. " + said
     )
     return ReportSection(heading, text, figures=[model_bars(models, attack=attack, eps=eps)])
 

@@ -64,6 +64,18 @@ def test_each_model_alone_and_with_its_best_input_defence_by_balanced_accuracy()
     assert list(fig.data[0].x) == pytest.approx([0.0, 58.0])
 
 
+def test_the_best_input_defence_is_chosen_among_the_settings_every_model_was_swept_with():
+    std = _table(0.0, jpeg=(0.63, 0.50), median=(0.55, 0.52))
+    extra = _row("webp_flip:quality=90", 4, BPDA, 0.7, 0.7)  # only the standard model has it
+    std = pd.concat([std, pd.DataFrame([extra])], ignore_index=True)
+    adv = _table(0.58, jpeg=(0.60, 0.55), median=(0.50, 0.49), clean=0.8)
+    both = zoo.comparison([(STANDARD, std), (VARIANT, adv)], attack="pgd", eps=[4])
+    best = both[(both["variant"] == "") & (both["kind"] == "best")].iloc[0]
+    assert best["defence_key"] == "median:kernel=3"
+    alone = zoo.comparison([(STANDARD, std)], attack="pgd", eps=[4])
+    assert alone[alone["kind"] == "best"].iloc[0]["defence_key"] == "webp_flip:quality=90"
+
+
 def test_no_skill_is_said_and_one_model_has_nothing_to_compare():
     std = _table(0.0, jpeg=(0.6, 0.5), median=(0.5, 0.5))
     adv = _table(0.5, jpeg=(0.6, 0.52), median=(0.5, 0.5))
