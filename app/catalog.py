@@ -334,10 +334,11 @@ def train_command(dataset_id: str, backbone: str) -> str:
     return shlex.join(args)
 
 
-def recap_command(
-    entry: Entry, spec: str = "assets/specs/default.toml", *, adaptive: bool = False
-) -> str:
+def recap_command(entry: Entry, spec: str | None = None, *, adaptive: bool = False) -> str:
     """The command that (re)computes the recap results for an entry's model.
+
+    ``spec``: default ``assets/specs/default.toml``; for a training-time-defence
+    variant ``assets/specs/variants.toml`` (both threat models in one sweep).
 
     ``adaptive``: the adaptive companion sweep instead (``assets/specs/adaptive.toml``
     into the results folder's ``adaptive/``, :data:`engine.evaluation.results.ADAPTIVE_DIR`).
@@ -358,6 +359,8 @@ def recap_command(
         from engine.evaluation.results import ADAPTIVE_DIR  # TF-free
 
         spec, out = "assets/specs/adaptive.toml", os.path.join(out, ADAPTIVE_DIR)
+    elif spec is None:
+        spec = "assets/specs/variants.toml" if entry.variant else "assets/specs/default.toml"
     return shlex.join(
         ["python", "-m", "engine.evaluation", "--spec", spec, "--model", str(model), "--out", out]
     )

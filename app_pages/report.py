@@ -97,7 +97,7 @@ if st.button("Build the report", type="primary", key="rep_build", disabled=not p
             eps=eps,
             parts=parts,
             example=example,
-            models=common.model_table(entry, attack, eps),
+            models=common.model_table(entry, attack, common.variant_budgets(entry, attack, eps)),
         )
         st.session_state["rep_html"] = html_text.encode("utf-8")
         st.session_state["rep_name"] = f"robustlens_report_{entry.key}.html"

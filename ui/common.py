@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -358,7 +358,9 @@ PRELOAD = os.environ.get("ROBUSTLENS_PRELOAD", "1") != "0"
 
 
 # --------------------------------------------------------------------------- model-level defences
-def model_table(entry: catalog.Entry, attack: str, eps: float) -> pd.DataFrame | None:
+def model_table(
+    entry: catalog.Entry, attack: str, eps: float | Sequence[float]
+) -> pd.DataFrame | None:
     """:func:`app.zoo.comparison` of the entry's family at ``eps`` (``None``: no variants)."""
     from app import zoo
 
@@ -370,7 +372,21 @@ def model_table(entry: catalog.Entry, attack: str, eps: float) -> pd.DataFrame |
         loaded = results(e)
         if loaded is not None:
             tables.append((e, loaded[0]))
-    return zoo.comparison(tables, attack=attack, eps=[eps])
+    budgets = [eps] if isinstance(eps, int | float) else list(eps)
+    return zoo.comparison(tables, attack=attack, eps=budgets)
+
+
+def variant_budgets(entry: catalog.Entry, attack: str, eps: float | None = None) -> list[float]:
+    """The attacked budgets (eps > 0) of ``attack`` in the entry's results, and ``eps``."""
+    loaded = results(entry)
+    found = (
+        set()
+        if loaded is None
+        else set(loaded[0].loc[lambda d: (d["attack"] == attack) & (d["eps"] > 0), "eps"])
+    )
+    if eps is not None:
+        found.add(eps)
+    return sorted(float(e) for e in found)
 
 
 def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> None:
@@ -379,7 +395,7 @@ def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> N
     Draws :func:`app.charts.zoo.model_bars` and says :func:`app.zoo.answer`.
     """
     from app import charts, zoo
-    from app.charts.zoo import model_bars
+    from app.charts.zoo import model_bars, model_curves
 
     with friendly_errors("The model comparison cannot be drawn"):
         table = model_table(entry, attack, eps)
@@ -399,3 +415,10 @@ def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> N
         said = zoo.answer(table, eps)
         if said:
             st.info(said)
+        every = model_table(entry, attack, variant_budgets(entry, attack))
+        if every is not None and every["eps"].nunique() > 1:
+            st.plotly_chart(
+                model_curves(every, attack=attack),
+                config=charts.chart_config(f"{entry.key}_{attack}_models_eps"),
+                key=f"{key}_eps",
+            )

@@ -5,7 +5,9 @@
 and the model with its best input defence, both against the adaptive attacker,
 on balanced accuracy (the mean of per-class recalls: 50 % is no skill on two
 classes whatever the class balance). Accuracy, clean numbers, the setting and
-the threat model are in the hover text. Data: :func:`app.zoo.comparison`.
+the threat model are in the hover text. :func:`model_curves` draws the same
+against ε, each model's line starting at its clean balanced accuracy (the
+clean cost of its defence). Data: :func:`app.zoo.comparison`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app import labels
-from app.charts.style import HOVER, base_layout, centre_note, title_on_top
+from app.charts.style import HOVER, base_layout, centre_note, eps_axis, title_on_top
 
-__all__ = ["model_bars"]
+__all__ = ["model_bars", "model_curves"]
 
 _ROW_PX = 34
 _COLOURS = {"alone": "#4c4c4c", "best": "#1f77b4"}
@@ -95,5 +97,88 @@ def model_bars(table: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.18})
     fig.update_xaxes(title_text="balanced accuracy under attack (%)", range=[0, 118])
     fig.update_yaxes(categoryorder="array", categoryarray=models[::-1], automargin=True)
+    title_on_top(fig)
+    return fig
+
+
+_LINE_COLOURS = ["#4c4c4c", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def model_curves(table: pd.DataFrame, *, attack: str) -> go.Figure:
+    """Balanced accuracy of each model against ε, alone (solid) and with its best input defence.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`app.zoo.comparison` output over several budgets.
+    attack : str
+        Attack id (for the title).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Per model a solid line (the model alone, from its clean balanced
+        accuracy at ε 0) and a dotted one (with its best input defence at
+        each budget, named in the hover text), in the model's colour; a dashed
+        line at 50 % (no skill).
+    """
+    att = labels.attack_title(attack)
+    title = f"Each model against the attack budget ({att}, attacker knows the defence)"
+    fig = go.Figure()
+    if table.empty:
+        base_layout(fig, title, "No adaptive rows.")
+        centre_note(fig, "No model has adaptive results")
+        return fig
+    for i, model in enumerate(dict.fromkeys(table["model"])):
+        colour = _LINE_COLOURS[i % len(_LINE_COLOURS)]
+        for kind, dash in (("alone", "solid"), ("best", "dot")):
+            rows = table[(table["model"] == model) & (table["kind"] == kind)].sort_values("eps")
+            if rows.empty:
+                continue
+            eps, bal = rows["eps"].tolist(), (100 * rows["balanced"]).tolist()
+            hover = [
+                f"<b>{model}</b>, {r['label']}<br>{att} ε {r['eps']:g}: balanced accuracy "
+                f"{r['balanced']:.1%}, accuracy {r['accuracy']:.1%} ({r['n_images']} images)"
+                f"<br>{r['threat_model']}"
+                for _, r in rows.iterrows()
+            ]
+            if kind == "alone":
+                first = rows.iloc[0]
+                eps, bal = [0.0, *eps], [100 * float(first["clean_balanced"]), *bal]
+                hover = [
+                    f"<b>{model}</b>, no attack: balanced accuracy "
+                    f"{first['clean_balanced']:.1%}, accuracy {first['clean_accuracy']:.1%}",
+                    *hover,
+                ]
+            fig.add_trace(
+                go.Scatter(
+                    x=eps,
+                    y=bal,
+                    mode="lines+markers",
+                    name=model if kind == "alone" else f"{model} + best input defence",
+                    line={"color": colour, "dash": dash, "width": 2.5 if kind == "alone" else 2},
+                    marker={"size": 7},
+                    hovertext=hover,
+                    hovertemplate=HOVER,
+                )
+            )
+    fig.add_hline(
+        y=50,
+        line={"color": "#999999", "dash": "dash", "width": 1.5},
+        annotation_text="no skill",
+        annotation_position="bottom right",
+        annotation_font={"size": 11, "color": "#777777"},
+    )
+    base_layout(
+        fig,
+        title,
+        "Balanced accuracy (50 % = no skill). ε 0: each model's clean balanced accuracy, "
+        "the clean cost of its defence. Solid: the model alone; dotted: with its best input "
+        "defence at that budget, crafted through it (BPDA).",
+        height=440,
+    )
+    eps_axis(fig, [0.0, *table["eps"].tolist()])
+    fig.update_yaxes(title_text="balanced accuracy (%)", range=[0, 102])
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
     title_on_top(fig)
     return fig

@@ -367,7 +367,7 @@ def _notes(
 def _models_section(models: pd.DataFrame | None, attack: str, eps: float) -> ReportSection:
     """The standard model beside its training-time-defence variants (or why there is none)."""
     from app import zoo
-    from app.charts.zoo import model_bars
+    from app.charts.zoo import model_bars, model_curves
 
     heading = REPORT_PARTS["models"]
     said = zoo.answer(models, eps) if models is not None and not models.empty else ""
@@ -383,7 +383,14 @@ def _models_section(models: pd.DataFrame | None, attack: str, eps: float) -> Rep
         "model was swept with). Every bar is against an attacker who knows the defence; "
         "50 % balanced accuracy is no skill. " + said
     )
-    return ReportSection(heading, text, figures=[model_bars(models, attack=attack, eps=eps)])
+    figures = [model_bars(models, attack=attack, eps=eps)]
+    if models["eps"].nunique() > 1:
+        text += (
+            " The second chart draws each model against the attack budget, from its clean "
+            "balanced accuracy (the clean cost of its defence) at ε 0."
+        )
+        figures.append(model_curves(models, attack=attack))
+    return ReportSection(heading, text, figures=figures)
 
 
 def _sanity_section(findings: Sequence[sanity.Finding]) -> ReportSection:

@@ -115,3 +115,25 @@ def test_training_curves_show_robust_accuracy_of_an_adversarial_run():
     assert "under attack on 128 of its images" in fig.layout.title.subtitle.text.replace(
         "<br>", " "
     )
+
+
+def test_model_curves_start_at_clean_balanced_accuracy_and_draw_the_best_defence_dotted():
+    from app.charts.zoo import model_curves
+
+    std = _table(0.0, jpeg=(0.63, 0.50), median=(0.55, 0.52))
+    adv = _table(0.58, jpeg=(0.60, 0.55), median=(0.50, 0.49), clean=0.8)
+    at4 = zoo.comparison([(STANDARD, std), (VARIANT, adv)], attack="pgd", eps=[4])
+    at8 = at4.assign(eps=8.0, balanced=at4["balanced"] / 2)
+    fig = model_curves(pd.concat([at4, at8], ignore_index=True), attack="pgd")
+    names = [tr.name for tr in fig.data]
+    assert names == [
+        "standard training",
+        "standard training + best input defence",
+        "adversarial fgsm rs",
+        "adversarial fgsm rs + best input defence",
+    ]
+    alone = fig.data[2]
+    assert list(alone.x) == [0.0, 4.0, 8.0]
+    assert list(alone.y) == pytest.approx([75.0, 58.0, 29.0])  # clean balanced 0.8 - 0.05
+    assert fig.data[3].line.dash == "dot" and list(fig.data[3].x) == [4.0, 8.0]
+    assert "No model has adaptive results" in str(model_curves(at4.iloc[0:0], attack="pgd").layout)
