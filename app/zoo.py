@@ -131,7 +131,8 @@ def comparison(
     # the best is chosen among the settings that every model was swept with at a budget
     shared: dict[float, set[str]] = {}
     for e in budgets:
-        keys = [set(cells(df, e)["defence_key"]) for _, df in tables]
+        # (a model with no adaptive input-defence rows at a budget does not constrain it)
+        keys = [k for k in (set(cells(df, e)["defence_key"]) for _, df in tables) if k]
         shared[e] = set.intersection(*keys) if keys else set()
     rows: list[dict[str, object]] = []
     for entry, df in tables:

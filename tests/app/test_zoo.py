@@ -74,6 +74,12 @@ def test_the_best_input_defence_is_chosen_among_the_settings_every_model_was_swe
     assert best["defence_key"] == "median:kernel=3"
     alone = zoo.comparison([(STANDARD, std)], attack="pgd", eps=[4])
     assert alone[alone["kind"] == "best"].iloc[0]["defence_key"] == "webp_flip:quality=90"
+    # a model without adaptive input-defence rows (a sweep still running) constrains nothing
+    bare = adv[~adv["threat_model"].isin([BPDA])]
+    third = catalog.Entry("chest_xray", "resnet50", variant="filter_gaussian")
+    t = zoo.comparison([(STANDARD, std), (third, bare)], attack="pgd", eps=[4])
+    assert list(t["kind"]) == ["alone", "best", "alone"]
+    assert t.iloc[1]["defence_key"] == "webp_flip:quality=90"
 
 
 def test_no_skill_is_said_and_one_model_has_nothing_to_compare():
