@@ -100,6 +100,15 @@ def test_recap_command_for_the_shipped_model():
     assert adaptive[-1] == "assets/results/chest_xray__mobilenet_v3_large/adaptive"
 
 
+def test_a_shipped_variant_is_swept_with_the_variants_spec_into_its_own_folder():
+    entry = catalog.find(*SHIPPED, "filter_gaussian")
+    assert entry is not None and entry.variant == "filter_gaussian"
+    args = shlex.split(catalog.recap_command(entry))
+    assert args[4] == "assets/specs/variants.toml"
+    assert args[-1] == "assets/results/chest_xray__mobilenet_v3_large__filter_gaussian"
+    assert catalog.results_status(entry).ok, catalog.results_status(entry).message()
+
+
 def test_recap_command_needs_a_model():
     entry = catalog.Entry("faces", "resnet50")
     with pytest.raises(ParamError, match=r"No model for Celebrity faces .*: train it first"):
