@@ -23,6 +23,7 @@ import pandas as pd
 
 from app import catalog
 from app.labels import setting_label
+from engine import hardening
 from engine.evaluation import query
 from engine.evaluation.keys import NO_DEFENCE
 from engine.threat import ADAPTIVE
@@ -45,6 +46,7 @@ COLUMNS = [
     "clean_balanced",
     "n_images",
     "threat_model",
+    "caveat",
 ]
 
 
@@ -68,8 +70,21 @@ def _clean(df: pd.DataFrame, attack: str, key: str, n: int) -> pd.Series | None:
     return None if pick.empty else pick.iloc[0]
 
 
+def _caveat(entry: catalog.Entry) -> str:
+    """The training-time defence's caveat (:func:`engine.hardening.caveat`), if any."""
+    d = (entry.meta.training or {}).get("defence") if entry.meta is not None else None
+    return hardening.caveat(str(d.get("kind", "")), str(d.get("method", ""))) if d else ""
+
+
 def _row(
-    model: str, variant: str, df: pd.DataFrame, attack: str, eps: float, kind: str, r: pd.Series
+    model: str,
+    variant: str,
+    df: pd.DataFrame,
+    attack: str,
+    eps: float,
+    kind: str,
+    r: pd.Series,
+    caveat: str = "",
 ) -> dict[str, object]:
     key = str(r["defence_key"])
     c = _clean(df, attack, key, int(r["n_images"]))
@@ -86,6 +101,7 @@ def _row(
         "clean_balanced": float(c[BALANCED]) if c is not None else math.nan,
         "n_images": int(r["n_images"]),
         "threat_model": str(r["threat_model"]),
+        "caveat": caveat,
     }
 
 
@@ -141,13 +157,14 @@ def comparison(
             if alone is None:
                 continue
             name = entry.variant_title
-            rows.append(_row(name, entry.variant, df, attack, e, "alone", alone))
+            why = _caveat(entry)
+            rows.append(_row(name, entry.variant, df, attack, e, "alone", alone, why))
             mine = cells(df, e)
             mine = mine[mine["defence_key"].isin(shared[e])]
             if mine.empty:
                 continue
             best = mine.sort_values([BALANCED, "accuracy"], ascending=False, kind="stable")
-            rows.append(_row(name, entry.variant, df, attack, e, "best", best.iloc[0]))
+            rows.append(_row(name, entry.variant, df, attack, e, "best", best.iloc[0], why))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -173,6 +190,8 @@ def answer(table: pd.DataFrame, eps: float) -> str:
             + ("" if std_best["defence_key"] == NO_DEFENCE else f" ({std_best['label']})")
             + "."
         )
+    if top["caveat"]:
+        said += f" {top['caveat']}"
     if top["balanced"] <= 0.55:
         said += " That is close to no skill (50 % balanced accuracy): no option really holds."
     return said

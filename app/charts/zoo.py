@@ -61,6 +61,7 @@ def model_bars(table: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
             f"balanced accuracy {r['balanced']:.1%}, accuracy {r['accuracy']:.1%} "
             f"({r['n_images']} images)<br>clean: accuracy {r['clean_accuracy']:.1%}, "
             f"balanced {r['clean_balanced']:.1%}<br>{r['threat_model']}"
+            + (f"<br><i>{r['caveat']}</i>" if r.get("caveat") else "")
             for _, r in rows.iterrows()
         ]
         fig.add_trace(

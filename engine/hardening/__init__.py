@@ -52,6 +52,7 @@ __all__ = [
     "DISTILL",
     "FILTERS",
     "TrainingDefence",
+    "caveat",
     "check_steps",
     "parse",
     "robust_params",
@@ -69,6 +70,7 @@ class _Method:
     attack: str  # engine.attacks id used to craft the training images ("" for filters)
     allowed: tuple[str, ...]  # keys a spec may give
     mix: float = 1.0  # default fraction of each batch made adversarial
+    caveat: str = ""  # what its robust numbers under gradient attacks do not mean
 
 
 #: Adversarial training methods, by the METHOD of ``adversarial:METHOD,...``.
@@ -125,6 +127,11 @@ DISTILL: dict[str, _Method] = {
         "Perturbations against Deep Neural Networks. IEEE S&P 2016. arXiv:1511.04508",
         "",
         ("temperature",),
+        caveat=(
+            "Defensive distillation saturates the softmax, so attacks that follow the "
+            "cross-entropy gradient stall: gradient masking, not robustness (Carlini & "
+            "Wagner 2016). Its accuracy under these attacks is an upper bound."
+        ),
     ),
 }
 #: Largest distillation temperature accepted (Papernot et al. use up to 100).
@@ -208,6 +215,12 @@ class TrainingDefence:
             "short": self.short(),
             "paper": self.info.paper,
         }
+
+
+def caveat(kind: str, method: str) -> str:
+    """What a defence's robust numbers under gradient attacks do not mean ("" if nothing)."""
+    m = _KINDS.get(kind, {}).get(method)
+    return m.caveat if m is not None else ""
 
 
 def _number(key: str, text: str) -> float:

@@ -143,3 +143,20 @@ def test_model_curves_start_at_clean_balanced_accuracy_and_draw_the_best_defence
     assert list(alone.y) == pytest.approx([75.0, 58.0, 29.0])  # clean balanced 0.8 - 0.05
     assert fig.data[3].line.dash == "dot" and list(fig.data[3].x) == [4.0, 8.0]
     assert "No model has adaptive results" in str(model_curves(at4.iloc[0:0], attack="pgd").layout)
+
+
+def test_a_distilled_model_that_keeps_the_most_is_said_to_mask_gradients():
+    from types import SimpleNamespace
+
+    from engine import hardening
+
+    assert "gradient masking" in hardening.caveat("distill", "defensive")
+    assert hardening.caveat("adversarial", "pgd") == "" == hardening.caveat("x", "y")
+    meta = SimpleNamespace(training={"defence": {"kind": "distill", "method": "defensive"}})
+    distilled = catalog.Entry("chest_xray", "resnet50", meta=meta, variant="distill_defensive")
+    std = _table(0.0, jpeg=(0.63, 0.50), median=(0.55, 0.52))
+    masked = _table(0.59, jpeg=(0.60, 0.58), median=(0.50, 0.49))
+    t = zoo.comparison([(STANDARD, std), (distilled, masked)], attack="pgd", eps=[4])
+    said = zoo.answer(t, 4)
+    assert "keeps the most" in said and "gradient masking, not robustness" in said
+    assert "gradient masking" in model_bars(t, attack="pgd", eps=4).data[0].hovertext[1]
