@@ -12,6 +12,8 @@ clean cost of its defence). Data: :func:`app.zoo.comparison`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -21,6 +23,19 @@ from app.charts.style import HOVER, base_layout, centre_note, eps_axis, title_on
 __all__ = ["model_bars", "model_curves"]
 
 _ROW_PX = 34
+
+
+def _no_skill(add_line: Callable[..., object], **at: float) -> None:
+    """A dashed grey line at 50 % balanced accuracy, labelled "no skill"."""
+    add_line(
+        **at,
+        line={"color": "#999999", "dash": "dash", "width": 1.5},
+        annotation_text="no skill",
+        annotation_position="bottom right",
+        annotation_font={"size": 11, "color": "#777777"},
+    )
+
+
 _COLOURS = {"alone": "#4c4c4c", "best": "#1f77b4"}
 _NAMES = {"alone": "model alone", "best": "model + its best input defence"}
 
@@ -81,13 +96,7 @@ def model_bars(table: pd.DataFrame, *, attack: str, eps: float) -> go.Figure:
                 hovertemplate=HOVER,
             )
         )
-    fig.add_vline(
-        x=50,
-        line={"color": "#999999", "dash": "dash", "width": 1.5},
-        annotation_text="no skill",
-        annotation_position="bottom right",
-        annotation_font={"size": 11, "color": "#777777"},
-    )
+    _no_skill(fig.add_vline, x=50)
     base_layout(
         fig,
         title,
@@ -163,13 +172,7 @@ def model_curves(table: pd.DataFrame, *, attack: str) -> go.Figure:
                     hovertemplate=HOVER,
                 )
             )
-    fig.add_hline(
-        y=50,
-        line={"color": "#999999", "dash": "dash", "width": 1.5},
-        annotation_text="no skill",
-        annotation_position="bottom right",
-        annotation_font={"size": 11, "color": "#777777"},
-    )
+    _no_skill(fig.add_hline, y=50)
     base_layout(
         fig,
         title,
