@@ -95,7 +95,10 @@ if not query.attacked(df):
     st.info(widgets.NO_ATTACKED_ROWS)
     st.stop()
 c1, c2, c3 = st.columns(3)
-what = c1.radio("Sweep", ["ε (attack strength)", "a defence parameter"], key="ex_what")
+sweeps = ["ε (attack strength)"]
+if widgets.tunable_families(df, chains=False):  # a variant's sweep has one setting each
+    sweeps.append("a defence parameter")
+what = c1.radio("Sweep", sweeps, key="ex_what")
 attack = c2.selectbox(
     "Attack", query.attacked(df), format_func=labels.attack_title, key="ex_attack"
 )

@@ -146,14 +146,17 @@ with tabs[1], common.friendly_errors("This chart cannot be drawn"):
     )
 
 with tabs[2], common.friendly_errors("This chart cannot be drawn"):
-    fam, param, eps_used = widgets.param_picker(df, attack, key="recap_param")
-    widgets.chart(
-        charts.metric_vs_param(
-            df, metric=metric, attack=attack, eps=eps_used, family=fam, param=param
-        ),
-        key="recap_param_chart",
-        filename=f"{entry.key}_{attack}_{fam}_{param}",
-    )
+    if not widgets.tunable_families(df):
+        st.info(f"No chart here: {widgets.NOTHING_TUNABLE}.")
+    else:
+        fam, param, eps_used = widgets.param_picker(df, attack, key="recap_param")
+        widgets.chart(
+            charts.metric_vs_param(
+                df, metric=metric, attack=attack, eps=eps_used, family=fam, param=param
+            ),
+            key="recap_param_chart",
+            filename=f"{entry.key}_{attack}_{fam}_{param}",
+        )
 
 with tabs[3], common.friendly_errors("This chart cannot be drawn"):
     eps_req = widgets.eps_slider(df, attack, key="recap_trade_eps")

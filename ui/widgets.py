@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import charts, labels, views
 from engine import attacks, defences
+from engine.errors import ParamError
 from engine.evaluation import query
 from engine.params import Param, declaration, format_number
 
@@ -208,6 +209,20 @@ def declared_params(
     }
 
 
+#: Why a sweep with one setting per defence (``assets/specs/variants.toml``) has no
+#: parameter to vary.
+NOTHING_TUNABLE = (
+    "this sweep sets one value per defence (a model variant's sweep), so there is no "
+    "defence parameter to vary; the standard model's sweep has them"
+)
+
+
+def tunable_families(df: pd.DataFrame, *, chains: bool = True) -> list[str]:
+    """Defence families with a parameter that takes more than one value in ``df``."""
+    options = views.defence_options(df)
+    return [f for f, i in options.items() if i.varying and (chains or "+" not in f)]
+
+
 def param_picker(
     df: pd.DataFrame, attack: str, *, key: str, chains: bool = True
 ) -> tuple[str, str, float]:
@@ -217,7 +232,9 @@ def param_picker(
     precomputed budget (an info box says so when it differs).
     """
     options = views.defence_options(df)
-    tunable = [f for f, i in options.items() if i.varying and (chains or "+" not in f)]
+    tunable = tunable_families(df, chains=chains)
+    if not tunable:
+        raise ParamError(NOTHING_TUNABLE)
     c1, c2, c3 = st.columns(3)
     family = c1.selectbox(
         "Defence", tunable, format_func=lambda f: options[f].title, key=f"{key}_family"

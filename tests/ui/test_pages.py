@@ -364,6 +364,9 @@ def test_choice_without_a_model_says_how_to_train_it():
 )
 def test_other_shipped_models_render_every_page(entry):
     at = choose(open_app(), entry.dataset_id, entry.backbone)
+    if entry.variant:
+        at.selectbox(key="sel_variant").set_value(entry.variant).run()
+        assert not at.exception
     assert entry.title in texts(at.subheader)
     for page in PAGES:
         if page.file == "app_pages/lab.py":
@@ -373,6 +376,8 @@ def test_other_shipped_models_render_every_page(entry):
         assert not at.error, (page.file, texts(at.error))
         if entry.results_dir is None and page.file == "app_pages/recap.py":
             assert "python -m engine.evaluation" in at.code[0].value
+        if entry.variant and page.file == "app_pages/recap.py":  # one setting per defence
+            assert any("no defence parameter to vary" in t for t in texts(at.info))
 
 
 def test_choice_follows_the_user_across_pages():
@@ -772,13 +777,13 @@ def test_a_training_time_defence_variant_is_a_choice_and_home_compares_the_model
 
     import streamlit as st
 
-    name = "chest_xray__mobilenet_v3_large__adversarial_fgsm_rs"
+    name = "chest_xray__mobilenet_v3_large__adversarial_pgd"  # not shipped
     bundle = tmp_path / "models" / name
     bundle.mkdir(parents=True)
     shipped_model = ROOT / "assets" / "models" / "chest_xray__mobilenet_v3_large"
     (bundle / "model.keras").symlink_to(shipped_model / "model.keras")
     meta = json.loads((shipped_model / "meta.json").read_text())
-    meta["training"]["defence"] = {"short": "fast adversarial training (FGSM-RS), ε 4"}
+    meta["training"]["defence"] = {"short": "PGD adversarial training, ε 4"}
     (bundle / "meta.json").write_text(json.dumps(meta))
     shutil.copytree(SHIPPED, tmp_path / "results" / name)
     roots_m, roots_r = catalog.model_roots(), catalog.results_roots()
@@ -789,12 +794,12 @@ def test_a_training_time_defence_variant_is_a_choice_and_home_compares_the_model
         at = choose(open_app(), "chest_xray", "mobilenet_v3_large")
         training = at.selectbox(key="sel_variant")
         assert training.options[0] == "standard training"
-        assert "fast adversarial training (FGSM-RS), ε 4" in training.options
+        assert "PGD adversarial training, ε 4" in training.options
         assert "Model-level defences" in texts(at.subheader)
-        training.set_value("adversarial_fgsm_rs").run()
+        training.set_value("adversarial_pgd").run()
         assert not at.exception
-        assert any("fast adversarial training (FGSM-RS)" in t for t in texts(at.subheader))
-        assert at.query_params["variant"] == "adversarial_fgsm_rs"
+        assert any("PGD adversarial training" in t for t in texts(at.subheader))
+        assert at.query_params["variant"] == "adversarial_pgd"
         assert not at.error, texts(at.error)
     finally:
         st.cache_data.clear()
