@@ -358,10 +358,8 @@ PRELOAD = os.environ.get("ROBUSTLENS_PRELOAD", "1") != "0"
 
 
 # --------------------------------------------------------------------------- model-level defences
-def model_table(
-    entry: catalog.Entry, attack: str, eps: float | Sequence[float]
-) -> pd.DataFrame | None:
-    """:func:`app.zoo.comparison` of the entry's family at ``eps`` (``None``: no variants)."""
+def model_table(entry: catalog.Entry, attack: str, eps: Sequence[float]) -> pd.DataFrame | None:
+    """:func:`app.zoo.comparison` of the entry's family at budgets ``eps`` (``None``: none)."""
     from app import zoo
 
     family = zoo.siblings(entry, _entries())
@@ -372,8 +370,7 @@ def model_table(
         loaded = results(e)
         if loaded is not None:
             tables.append((e, loaded[0]))
-    budgets = [eps] if isinstance(eps, int | float) else list(eps)
-    return zoo.comparison(tables, attack=attack, eps=budgets)
+    return zoo.comparison(tables, attack=attack, eps=eps)
 
 
 def variant_budgets(entry: catalog.Entry, attack: str, eps: float | None = None) -> list[float]:
@@ -398,7 +395,8 @@ def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> N
     from app.charts.zoo import model_bars, model_curves
 
     with friendly_errors("The model comparison cannot be drawn"):
-        table = model_table(entry, attack, eps)
+        # one comparison over every budget: the bars and the answer read ``eps`` from it
+        table = model_table(entry, attack, variant_budgets(entry, attack, eps))
         if table is None:
             return
         st.subheader("Model-level defences")
@@ -415,10 +413,9 @@ def model_level(entry: catalog.Entry, attack: str, eps: float, *, key: str) -> N
         said = zoo.answer(table, eps)
         if said:
             st.info(said)
-        every = model_table(entry, attack, variant_budgets(entry, attack))
-        if every is not None and every["eps"].nunique() > 1:
+        if table["eps"].nunique() > 1:
             st.plotly_chart(
-                model_curves(every, attack=attack),
+                model_curves(table, attack=attack),
                 config=charts.chart_config(f"{entry.key}_{attack}_models_eps"),
                 key=f"{key}_eps",
             )
